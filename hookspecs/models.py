@@ -1,0 +1,212 @@
+"""The data that crosses the hooks: pydantic v2 models, documented field by field.
+
+Hosts build ``EngineConfig`` and ``SynthesisRequest``; engines return ``Capabilities``,
+``LoadResult`` and ``SynthesisResult``. Every model validates on construction, so a bad value
+is a clear ``pydantic.ValidationError`` at the host's door rather than a ``KeyError`` deep in an
+engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DType = Literal["float32", "float16", "bfloat16"]
+"""Floating-point precision an engine actually loaded, named as torch names it."""
+
+VoiceMode = Literal["custom_voice", "voice_design", "voice_clone"]
+ModelKind = Literal["custom_voice", "voice_design", "base"]
+DeviceSource = Literal["config", "detected"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class EngineConfig(BaseModel):
+    """One engine configuration as the host stores it; the host may pass all of its fields."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
+
+    provider: str = Field(
+        description="Engine that answers this config, e.g. 'qwen3_tts'. Other engines return None."
+    )
+    extra_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Engine settings (Device, ModelKey, Speaker, ...). Shared by all engines: each reads "
+            "the keys it knows and ignores the rest."
+        ),
+    )
+
+
+class Voice(_Model):
+    """Who speaks and how; fields left None take the engine's settings from ``extra_params``."""
+
+    mode: VoiceMode = Field(
+        default="custom_voice",
+        description=(
+            "custom_voice: a built-in speaker; voice_design: a voice described by `instruct`; "
+            "voice_clone: a voice cloned from `ref_audio`."
+        ),
+    )
+    speaker: str | None = Field(
+        default=None, description="Built-in speaker name (custom_voice); case-insensitive."
+    )
+    language: str | None = Field(
+        default=None, description="Language name such as 'English' or 'Auto'; case-insensitive."
+    )
+    instruct: str | None = Field(
+        default=None,
+        description="Style instruction (custom_voice) or voice description (voice_design).",
+    )
+    ref_audio: Path | None = Field(
+        default=None, description="Reference recording to clone (voice_clone); any common format."
+    )
+    ref_text: str | None = Field(
+        default=None, description="Transcript of `ref_audio`; required unless x_vector_only."
+    )
+    x_vector_only: bool | None = Field(
+        default=None,
+        description=(
+            "voice_clone: use only the speaker embedding, no transcript. None takes the engine's "
+            "setting from extra_params, whose own default then applies."
+        ),
+    )
+
+
+class GenerationParams(_Model):
+    """Sampling parameters passed through to the model's ``generate``."""
+
+    do_sample: bool = Field(default=True, description="Sample; False picks the most likely token.")
+    temperature: float = Field(default=0.9, gt=0, description="Sampling temperature, > 0.")
+    top_k: int = Field(default=50, ge=0, description="Top-k sampling; 0 disables it.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling, 0 < p <= 1.")
+    repetition_penalty: float | None = Field(
+        default=None, gt=0, description="Repetition penalty; None keeps the model's default."
+    )
+    max_new_tokens: int = Field(
+        default=2048, ge=1, le=8192, description="Upper bound on generated codec frames, 1..8192."
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        lt=2**63,
+        description="Random seed; the same seed, text and settings give the same audio.",
+    )
+
+
+class SynthesisRequest(_Model):
+    """One piece of text to speak into one WAV file."""
+
+    config: EngineConfig = Field(description="The engine configuration to synthesise with.")
+    text: str = Field(description="Text to speak.")
+    out_path: Path = Field(description="Where the WAV goes; its folder is created if missing.")
+    voice: Voice = Field(default_factory=Voice, description="Voice selection.")
+    generation: GenerationParams = Field(
+        default_factory=GenerationParams, description="Sampling parameters."
+    )
+
+
+class SynthesisResult(_Model):
+    """What one synthesis produced, and where and how it ran."""
+
+    provider: str = Field(description="Engine that produced the audio.")
+    path: Path = Field(description="The written WAV file.")
+    duration_s: float = Field(ge=0, description="Audio length in seconds.")
+    sample_rate: int = Field(gt=0, description="Sample rate of the WAV in Hz.")
+    device: str = Field(description="Device the model ran on, e.g. 'cuda:0' or 'cpu'.")
+    dtype: DType = Field(description="Precision the model was loaded in.")
+    attn_implementation: str = Field(description="Attention kernel, e.g. 'sdpa'.")
+    load_s: float = Field(ge=0, description="Seconds spent loading; 0.0 if already resident.")
+    synth_s: float = Field(ge=0, description="Seconds spent generating and writing the audio.")
+    rtf: float = Field(
+        ge=0, description="Real-time factor: synth_s / duration_s; below 1 is faster."
+    )
+
+
+class LoadResult(_Model):
+    """The outcome of a load: what is resident now and how the decision was made."""
+
+    provider: str = Field(description="Engine that loaded the model.")
+    model: str = Field(description="The model as configured: a registry key or a folder path.")
+    model_path: Path = Field(description="Folder the weights were loaded from.")
+    device: str = Field(description="Device the model sits on, e.g. 'cuda:0' or 'cpu'.")
+    device_source: DeviceSource = Field(
+        description="'config' when extra_params.Device chose the device, 'detected' otherwise."
+    )
+    dtype: DType = Field(description="Precision the model was loaded in.")
+    attn_implementation: str = Field(description="Attention kernel, e.g. 'sdpa'.")
+    load_s: float = Field(ge=0, description="Seconds this call spent loading (tiny when cached).")
+    cached: bool = Field(description="True when the model was already resident as configured.")
+
+
+class GpuInfo(_Model):
+    """One CUDA device as torch sees it."""
+
+    index: int = Field(ge=0, description="CUDA device index.")
+    name: str = Field(description="Device name, e.g. 'NVIDIA H100 80GB HBM3'.")
+    total_memory_bytes: int = Field(ge=0, description="Total device memory in bytes.")
+    free_memory_bytes: int | None = Field(
+        default=None, ge=0, description="Free device memory in bytes, when it could be queried."
+    )
+    compute_capability: tuple[int, int] = Field(description="(major, minor), e.g. (9, 0).")
+    bf16_supported: bool = Field(description="Whether the device computes in bfloat16.")
+
+
+class AccelerationStatus(_Model):
+    """What acceleration this machine offers, and why not when it offers none."""
+
+    supported: bool = Field(description="True when a usable CUDA GPU is present.")
+    preferred_device: str = Field(description="'cuda:0' when supported, else 'cpu'.")
+    backend: Literal["pytorch-cuda", "cpu"] = Field(description="Backend the engine would use.")
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="Why acceleration is unsupported, as stable codes (e.g. 'cuda_not_available').",
+    )
+    os: dict[str, str] = Field(default_factory=dict, description="Operating system facts.")
+    torch_version: str | None = Field(default=None, description="torch.__version__, if importable.")
+    torch_cuda_version: str | None = Field(
+        default=None, description="CUDA version torch was built with (torch.version.cuda)."
+    )
+    cuda_available: bool = Field(default=False, description="torch.cuda.is_available().")
+    device_count: int = Field(default=0, ge=0, description="torch.cuda.device_count().")
+    gpus: list[GpuInfo] = Field(default_factory=list, description="Every visible CUDA device.")
+    min_compute_capability: tuple[int, int] = Field(
+        default=(6, 0), description="Lowest compute capability the engine accepts."
+    )
+    flash_attn_available: bool = Field(
+        default=False, description="Whether the flash_attn package is importable."
+    )
+
+
+class ModelInfo(_Model):
+    """One model the engine knows, and whether its local folder is usable."""
+
+    key: str = Field(description="Registry key used in settings, e.g. 'custom_0_6b'.")
+    repo_id: str = Field(description="Published repository id, e.g. 'Qwen/Qwen3-TTS-12Hz-...'.")
+    kind: ModelKind = Field(description="custom_voice, voice_design or base (voice cloning).")
+    size: Literal["0.6B", "1.7B"] = Field(description="Parameter count class.")
+    local_path: Path | None = Field(default=None, description="Where the engine looks for it.")
+    present: bool = Field(description="Whether the local folder exists.")
+    valid: bool = Field(description="Whether the folder holds every file a load needs.")
+    missing: list[str] = Field(default_factory=list, description="Files the folder lacks.")
+    speakers: list[str] = Field(default_factory=list, description="Built-in speakers, if any.")
+    languages: list[str] = Field(default_factory=list, description="Supported languages.")
+
+
+class Capabilities(_Model):
+    """What an engine offers; returned by every engine from ``tts_capabilities``."""
+
+    provider: str = Field(description="Provider name configs use to select this engine.")
+    display_name: str = Field(description="Human-readable engine name.")
+    version: str = Field(description="Engine version.")
+    voice_modes: list[VoiceMode] = Field(description="Voice modes the engine supports.")
+    sample_rate: int = Field(gt=0, description="Output sample rate in Hz.")
+    models: list[ModelInfo] = Field(default_factory=list, description="Known models.")
+    acceleration: AccelerationStatus = Field(description="This machine's acceleration status.")
+    settings_schema: dict[str, Any] = Field(
+        default_factory=dict, description="JSON schema of the engine's extra_params."
+    )

@@ -1,0 +1,148 @@
+"""``python -m qwen3tts_plugin doctor``: what this machine offers and what the engine would do.
+
+The seed's quick verification commands as one command. This is an application entry point, so
+it (and only it) configures structlog: logs go to stderr, stdout carries the report alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from hookspecs import AccelerationStatus, TtsError
+
+SMALL_GPU_BYTES = 6 * 1024**3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qwen3tts_plugin")
+    commands = parser.add_subparsers(dest="command", required=True)
+    doctor = commands.add_parser("doctor", help="acceleration status and the device decision")
+    doctor.add_argument("--device", help="Device setting to decide for (default: auto)")
+    doctor.add_argument("--precision", help="Precision setting (auto, fp32, fp16, bf16)")
+    doctor.add_argument("--attention", help="Attention setting (auto, sdpa, ...)")
+    doctor.add_argument("--json", action="store_true", help="print JSON only")
+    doctor.add_argument("-v", "--verbose", action="store_true", help="log decisions to stderr")
+    args = parser.parse_args(argv)
+    _configure_logging(verbose=args.verbose)
+    report = doctor_report(args.device, args.precision, args.attention)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0 if report["usable"] else 1
+
+
+def doctor_report(
+    device: str | None = None, precision: str | None = None, attention: str | None = None
+) -> dict[str, Any]:
+    """Status, decision and advice as JSON-ready data; ``usable`` says whether a load could work."""
+    from .devices import acceleration_status, decide
+    from .loading import check_device
+    from .settings import parse_settings
+
+    status = acceleration_status()
+    extra = {"Device": device, "Precision": precision, "Attention": attention}
+    report: dict[str, Any] = {
+        "acceleration": status.model_dump(mode="json"),
+        "settings": {k: v for k, v in extra.items() if v is not None},
+        "decision": None,
+        "usable": False,
+        "error": None,
+        "advice": [],
+    }
+    try:
+        plan = decide(parse_settings(extra), status)
+        report["decision"] = {
+            "device": plan.device,
+            "source": plan.source,
+            "dtype": plan.dtype,
+            "attn_implementation": plan.attn_implementation,
+            "why": plan.why,
+        }
+        check_device(plan.device)  # the loader's own placement probe: one real allocation
+    except TtsError as err:
+        report["error"] = err.to_dict()
+    else:
+        report["usable"] = True
+        report["advice"] = advice(status, plan.device)
+    return report
+
+
+def advice(status: AccelerationStatus, device: str) -> list[str]:
+    """Model-size advice for the chosen device (the seed's: small GPUs take 0.6B models)."""
+    if not device.startswith("cuda"):
+        return ["Running on the CPU: prefer the 0.6B models; expect slower than real time."]
+    index = int(device.split(":")[1])
+    gpu = next((g for g in status.gpus if g.index == index), None)
+    if gpu is None:
+        return []
+    gib = gpu.total_memory_bytes / 1024**3
+    if gpu.total_memory_bytes < SMALL_GPU_BYTES:
+        return [f"{gpu.name} has {gib:.1f} GiB: prefer the 0.6B models (1.7B needs more memory)."]
+    return [f"{gpu.name} has {gib:.1f} GiB: the 0.6B and 1.7B models both fit."]
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as a readable table."""
+    acc = report["acceleration"]
+    rows = [
+        ("CUDA available", acc["cuda_available"]),
+        ("supported", acc["supported"]),
+        ("reasons", ", ".join(acc["reasons"]) or "-"),
+        ("preferred device", acc["preferred_device"]),
+        ("torch", f"{acc['torch_version']} (CUDA {acc['torch_cuda_version'] or 'none'})"),
+        ("flash_attn", "installed" if acc["flash_attn_available"] else "not installed"),
+        ("GPUs", acc["device_count"]),
+    ]
+    for gpu in acc["gpus"]:
+        cc = ".".join(map(str, gpu["compute_capability"]))
+        rows.append(
+            (
+                f"  cuda:{gpu['index']}",
+                f"{gpu['name']}, {gpu['total_memory_bytes'] / 1024**3:.1f} GiB, "
+                f"compute capability {cc}, bf16 {'yes' if gpu['bf16_supported'] else 'no'}",
+            )
+        )
+    decision = report["decision"]
+    if decision:
+        rows += [
+            ("device", f"{decision['device']} ({decision['source']})"),
+            ("dtype", decision["dtype"]),
+            ("attention", decision["attn_implementation"]),
+            ("why", decision["why"]),
+        ]
+    if report["error"]:
+        err = report["error"]
+        rows.append(("error", f"{err['code']}: {err['detail']}"))
+        if err["hint"]:
+            rows.append(("hint", err["hint"]))
+    rows += [("advice", line) for line in report["advice"]]
+    rows.append(("verdict", "usable" if report["usable"] else "NOT usable"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _configure_logging(verbose: bool) -> None:
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.INFO if verbose else logging.WARNING
+        ),
+        logger_factory=_stderr_logger,
+    )
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # Resolved per call: whatever sys.stderr is now (test runners swap it).
+    return structlog.PrintLogger(sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

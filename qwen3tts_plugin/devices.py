@@ -1,0 +1,283 @@
+"""Which device and precision the model runs with: detection, then one explicit decision.
+
+Detection imports torch (on first use, never at import). The decision is pure: given settings
+and an ``AccelerationStatus`` it returns a ``DevicePlan`` or raises ``TtsError``; nothing here
+falls back from a GPU to the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from hookspecs import AccelerationStatus, GpuInfo, TtsError
+
+from .hints import DEVICE_HINT
+from .log import get_logger
+from .settings import EngineSettings, parse_device
+
+log = get_logger(__name__)
+
+MIN_COMPUTE_CAPABILITY = (6, 0)
+BF16_COMPUTE_CAPABILITY = (8, 0)
+
+_status: AccelerationStatus | None = None
+_status_lock = threading.Lock()
+
+
+# --- detection -----------------------------------------------------------------------------
+
+
+def acceleration_status(refresh: bool = False) -> AccelerationStatus:
+    """This machine's acceleration status, probed once per process (``refresh`` probes again)."""
+    global _status
+    with _status_lock:
+        if _status is None or refresh:
+            _status = probe()
+            log.info(
+                "tts.device.detected",
+                supported=_status.supported,
+                preferred_device=_status.preferred_device,
+                reasons=_status.reasons,
+                gpus=[g.name for g in _status.gpus],
+                torch_version=_status.torch_version,
+                torch_cuda_version=_status.torch_cuda_version,
+            )
+        return _status
+
+
+def probe() -> AccelerationStatus:
+    """Ask torch what it can use. A failure becomes a reason, never an exception."""
+    facts: dict[str, Any] = {
+        "os": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        },
+        "min_compute_capability": MIN_COMPUTE_CAPABILITY,
+    }
+    reasons: list[str] = []
+    try:
+        import torch
+    except (ImportError, OSError) as exc:
+        log.warning("tts.device.torch_import_failed", error=repr(exc))
+        return _status_from(facts, ["torch_import_failed"], [])
+    facts["torch_version"] = torch.__version__
+    facts["torch_cuda_version"] = torch.version.cuda
+    facts["flash_attn_available"] = flash_attn_available()
+    gpus: list[GpuInfo] = []
+    try:
+        facts["cuda_available"] = bool(torch.cuda.is_available())
+        facts["device_count"] = int(torch.cuda.device_count()) if facts["cuda_available"] else 0
+        if not facts["cuda_available"]:
+            reasons.append("cuda_not_available")
+        elif facts["device_count"] == 0:
+            reasons.append("cuda_device_not_found")
+        else:
+            gpus = [_gpu_info(torch, index) for index in range(facts["device_count"])]
+    except (RuntimeError, AssertionError, OSError) as exc:
+        log.warning("tts.device.query_failed", error=repr(exc))
+        reasons.append("cuda_device_query_failed")
+    if gpus and gpus[0].compute_capability < MIN_COMPUTE_CAPABILITY:
+        reasons.append("cuda_compute_capability_too_low")
+    return _status_from(facts, reasons, gpus)
+
+
+def _gpu_info(torch: Any, index: int) -> GpuInfo:
+    props = torch.cuda.get_device_properties(index)
+    try:
+        free, _total = torch.cuda.mem_get_info(index)
+    except RuntimeError:
+        free = None
+    capability = tuple(torch.cuda.get_device_capability(index))
+    return GpuInfo(
+        index=index,
+        name=props.name,
+        total_memory_bytes=int(props.total_memory),
+        free_memory_bytes=free,
+        compute_capability=capability,
+        bf16_supported=capability >= BF16_COMPUTE_CAPABILITY,
+    )
+
+
+def _status_from(
+    facts: dict[str, Any], reasons: list[str], gpus: list[GpuInfo]
+) -> AccelerationStatus:
+    supported = not reasons and bool(gpus)
+    return AccelerationStatus(
+        supported=supported,
+        preferred_device="cuda:0" if supported else "cpu",
+        backend="pytorch-cuda" if supported else "cpu",
+        reasons=reasons,
+        gpus=gpus,
+        **facts,
+    )
+
+
+def flash_attn_available() -> bool:
+    """Whether FlashAttention 2 imports here (installed and loadable against this torch)."""
+    try:
+        importlib.import_module("flash_attn")
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
+
+
+# --- the decision ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """The decision: where, in which precision and with which attention, and why."""
+
+    requested: str | None
+    device: str
+    source: str
+    dtype: str
+    attn_implementation: str
+    why: str
+    coerced_from: str | None = None
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
+    """Resolve device, dtype and attention from settings and the machine, or refuse."""
+    requested = parse_device(settings.Device)
+    device = requested or status.preferred_device
+    source = "config" if requested else "detected"
+    if requested:
+        why = [f"Device={settings.Device!r} set in config"]
+    elif status.supported:
+        why = [f"Device not set; detected {status.gpus[0].name}"]
+    else:
+        why = [f"Device not set; no usable GPU ({', '.join(status.reasons)})"]
+    want_dtype = settings.dtype_request
+    want_attn = settings.Attention
+    if want_attn == "flash_attention_2" and not status.flash_attn_available:
+        raise TtsError(
+            "invalid_settings",
+            "Attention=flash_attention_2 but the flash_attn package is not importable here",
+            "Install flash-attn for this torch and CUDA, or set Attention=auto (sdpa).",
+        )
+    if device.startswith("cuda"):
+        dtype, attn = _cuda_choice(device, want_dtype, want_attn, status, why)
+        coerced = None
+    else:
+        dtype, attn, coerced = _cpu_choice(device, want_dtype, want_attn, why)
+    plan = DevicePlan(
+        requested=settings.Device,
+        device=device,
+        source=source,
+        dtype=dtype,
+        attn_implementation=attn,
+        why="; ".join(why),
+        coerced_from=coerced,
+    )
+    if coerced:
+        log.warning(
+            "tts.precision.coerced",
+            requested=coerced,
+            dtype=dtype,
+            device=device,
+            reason="half precision is not supported on the CPU path; using float32",
+        )
+    log.info(
+        "tts.device.resolved",
+        requested=settings.Device,
+        resolved=device,
+        source=source,
+        dtype=dtype,
+        attn_implementation=attn,
+        why=plan.why,
+    )
+    return plan
+
+
+def _cpu_choice(
+    device: str, want_dtype: str, want_attn: str, why: list[str]
+) -> tuple[str, str, str | None]:
+    if want_attn == "flash_attention_2":
+        raise TtsError(
+            "invalid_settings",
+            f"Attention=flash_attention_2 runs only on CUDA GPUs, not on {device}",
+            "Set Attention=auto or sdpa for the CPU, or Device=cuda:0.",
+        )
+    coerced = want_dtype if want_dtype in ("float16", "bfloat16") else None
+    why.append(f"{device} always runs float32" + (f" ({want_dtype} coerced)" if coerced else ""))
+    attn = "sdpa" if want_attn == "auto" else want_attn
+    return "float32", attn, coerced
+
+
+def _cuda_choice(
+    device: str, want_dtype: str, want_attn: str, status: AccelerationStatus, why: list[str]
+) -> tuple[str, str]:
+    gpu = _gpu_for(device, status)
+    if gpu is None:
+        # The device is not usable; placement will fail with model_to_device_failed. Checks that
+        # need the card are skipped so that error, the one that names the real problem, wins.
+        dtype = "float16" if want_dtype == "auto" else want_dtype
+        attn = "sdpa" if want_attn == "auto" else want_attn
+        why.append(f"{device} is not usable here ({', '.join(status.reasons) or 'no such index'})")
+        return dtype, attn
+    cc = f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}"
+    if want_dtype == "auto":
+        dtype = "bfloat16" if gpu.bf16_supported else "float16"
+        why.append(f"{gpu.name} (compute capability {cc}) → {dtype}")
+    else:
+        if want_dtype == "bfloat16" and not gpu.bf16_supported:
+            raise TtsError(
+                "invalid_settings",
+                f"Precision=bf16 but {gpu.name} (compute capability {cc}) has no bfloat16 "
+                f"support (needs >= 8.0)",
+                "Set Precision=auto (fp16 on this card) or fp32.",
+            )
+        dtype = want_dtype
+        why.append(f"Precision={dtype} set in config")
+    if want_attn == "auto":
+        attn = (
+            "flash_attention_2"
+            if status.flash_attn_available
+            and dtype in ("bfloat16", "float16")
+            and gpu.compute_capability >= BF16_COMPUTE_CAPABILITY
+            else "sdpa"
+        )
+        note = "" if status.flash_attn_available else " (flash_attn not installed)"
+        why.append(f"attention {attn}{note}")
+    else:
+        if want_attn == "flash_attention_2":
+            if dtype == "float32":
+                raise TtsError(
+                    "invalid_settings",
+                    "Attention=flash_attention_2 needs fp16 or bf16, not float32",
+                    "Set Precision=auto or bf16, or Attention=sdpa.",
+                )
+            if gpu.compute_capability < BF16_COMPUTE_CAPABILITY:
+                raise TtsError(
+                    "invalid_settings",
+                    f"Attention=flash_attention_2 needs compute capability >= 8.0; {gpu.name} "
+                    f"has {cc}",
+                    "Set Attention=auto (sdpa).",
+                )
+        attn = want_attn
+        why.append(f"Attention={attn} set in config")
+    return dtype, attn
+
+
+def _gpu_for(device: str, status: AccelerationStatus) -> GpuInfo | None:
+    """The GpuInfo for ``cuda:N``, or None when that device is not usable here."""
+    index = int(device.split(":")[1])
+    if not status.cuda_available:
+        return None
+    return next((g for g in status.gpus if g.index == index), None)
+
+
+def device_unusable_error(device: str, exc: BaseException) -> TtsError:
+    """``model_to_device_failed`` carrying the original error and the troubleshooting hint."""
+    return TtsError("model_to_device_failed", f"{device}: {type(exc).__name__}: {exc}", DEVICE_HINT)

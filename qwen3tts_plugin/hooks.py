@@ -1,0 +1,59 @@
+"""The engine's hook implementations: thin adapters from the contract to the engine.
+
+This module is the ``autocut_tts`` entry point. Importing it must stay cheap (a host loads
+every plugin at start-up): the engine, and with it torch and qwen_tts, come on the first call.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from hookspecs import hookimpl
+
+from . import PROVIDER
+
+if TYPE_CHECKING:
+    from hookspecs import (
+        Capabilities,
+        EngineConfig,
+        LoadResult,
+        SynthesisRequest,
+        SynthesisResult,
+    )
+
+    from .engine import Engine
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process's one engine (one resident model, shared by every caller)."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                from .engine import Engine
+
+                _engine = Engine()
+    return _engine
+
+
+@hookimpl
+def tts_capabilities() -> Capabilities:
+    return get_engine().capabilities()
+
+
+@hookimpl
+def tts_load(config: EngineConfig) -> LoadResult | None:
+    if config.provider != PROVIDER:
+        return None
+    return get_engine().load(config)
+
+
+@hookimpl
+def tts_synthesize(request: SynthesisRequest) -> SynthesisResult | None:
+    if request.config.provider != PROVIDER:
+        return None
+    return get_engine().synthesize(request)

@@ -1,0 +1,149 @@
+"""Place a model on its device at load time and prove that every component landed there.
+
+Imported only from functions that are about to load: importing it imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hookspecs import TtsError
+
+from .devices import DevicePlan, device_unusable_error
+from .log import get_logger
+
+if TYPE_CHECKING:
+    from qwen_tts import Qwen3TTSModel
+
+log = get_logger(__name__)
+
+
+def import_qwen_tts() -> type[Qwen3TTSModel]:
+    """Import qwen_tts with its import-time banner sent to stderr, never to the host's stdout."""
+    if "qwen_tts" not in sys.modules:
+        with contextlib.redirect_stdout(sys.stderr):
+            import qwen_tts  # noqa: F401
+    from qwen_tts import Qwen3TTSModel
+
+    return Qwen3TTSModel
+
+
+def check_device(device: str) -> None:
+    """Allocate one tensor on ``device``: the cheapest real proof that torch can use it."""
+    if device == "cpu":
+        return
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise device_unusable_error(device, exc) from exc
+
+
+def load_model(path: Path, plan: DevicePlan) -> Qwen3TTSModel:
+    """Load ``path`` straight onto ``plan.device`` (``device_map=``; never ``.to()`` later)."""
+    model_cls = import_qwen_tts()
+    check_device(plan.device)
+    started = time.perf_counter()
+    try:
+        model = model_cls.from_pretrained(
+            str(path),
+            device_map=plan.device,
+            dtype=getattr(torch, plan.dtype),
+            attn_implementation=plan.attn_implementation,
+        )
+    except Exception as exc:  # from_pretrained raises anything; we classify it
+        raise _classify_load_error(path, plan, exc) from exc
+    try:
+        verify_placement(model, plan)
+    except TtsError:
+        del model
+        free_device_memory()
+        raise
+    log.debug("tts.load.placed", device=plan.device, seconds=time.perf_counter() - started)
+    return model
+
+
+def _classify_load_error(path: Path, plan: DevicePlan, exc: Exception) -> TtsError:
+    text = str(exc).lower()
+    if plan.device != "cpu" and (
+        isinstance(exc, (torch.OutOfMemoryError, getattr(torch, "AcceleratorError", ())))
+        or any(word in text for word in ("cuda", "nvidia", "out of memory", "mps", "device"))
+    ):
+        return device_unusable_error(plan.device, exc)
+    if "flash" in text and plan.attn_implementation == "flash_attention_2":
+        return TtsError(
+            "invalid_settings",
+            f"flash_attention_2 could not be used: {exc}",
+            "Set Attention=auto (sdpa).",
+        )
+    return TtsError(
+        "model_load_failed",
+        f"{path}: {type(exc).__name__}: {exc}",
+        "The folder passed validation but did not load: re-download it (weights may be "
+        "truncated) and check that it is a Qwen3-TTS 12Hz model.",
+    )
+
+
+def components(model: Qwen3TTSModel) -> dict[str, Any]:
+    """The nn.Modules a wrapper holds: the model, and the speech tokenizer's own model."""
+    found = {"model": model.model}
+    speech_tokenizer = getattr(model.model, "speech_tokenizer", None)
+    if speech_tokenizer is not None and getattr(speech_tokenizer, "model", None) is not None:
+        found["speech_tokenizer.model"] = speech_tokenizer.model
+    return found
+
+
+def verify_placement(model: Qwen3TTSModel, plan: DevicePlan) -> None:
+    """Raise ``model_to_device_failed`` naming any tensor off ``plan.device`` or off its dtype.
+
+    Buffers may keep another floating dtype (rotary ``inv_freq``, codebook statistics stay
+    float32 in half-precision loads); parameters may not.
+    """
+    target = torch.device(plan.device)
+    dtype = getattr(torch, plan.dtype)
+    strays: list[str] = []
+    for owner, module in components(model).items():
+        for name, param in module.named_parameters():
+            if not _same_device(param.device, target):
+                strays.append(f"{owner}.{name} on {param.device}")
+            elif param.is_floating_point() and param.dtype != dtype:
+                strays.append(f"{owner}.{name} is {str(param.dtype).removeprefix('torch.')}")
+        for name, buffer in module.named_buffers():
+            if not _same_device(buffer.device, target):
+                strays.append(f"{owner}.{name} (buffer) on {buffer.device}")
+    wrappers = {"model.device": model.device}
+    speech_tokenizer = getattr(model.model, "speech_tokenizer", None)
+    if speech_tokenizer is None:
+        strays.append("speech_tokenizer missing")
+    else:
+        wrappers["speech_tokenizer.device"] = speech_tokenizer.device
+    for name, device in wrappers.items():
+        if device is None or not _same_device(torch.device(device), target):
+            strays.append(f"{name} is {device}")
+    if strays:
+        shown = ", ".join(strays[:5]) + (f" (+{len(strays) - 5} more)" if len(strays) > 5 else "")
+        raise TtsError(
+            "model_to_device_failed",
+            f"not every component is on {plan.device} in {plan.dtype}: {shown}",
+            "A component was left behind (the cause of 'Expected all tensors to be on the same "
+            "device'). Load with device_map only; do not move the model with .to() afterwards.",
+        )
+
+
+def _same_device(actual: torch.device, target: torch.device) -> bool:
+    if actual.type != target.type:
+        return False
+    return target.index is None or actual.index in (None, target.index)
+
+
+def free_device_memory() -> None:
+    """Collect dropped models and hand cached GPU memory back to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,157 @@
+"""Known models, where their folders live, and what a folder must hold before a load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hookspecs import ModelInfo, TtsError
+
+from .hints import MODELS_DIR_HINT
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A published model: its settings key, repository id, kind and size."""
+
+    key: str
+    repo_id: str
+    kind: str
+    size: str
+
+    @property
+    def folder_name(self) -> str:
+        """The local folder name: the repository name, as the hub's CLI lays it out."""
+        return self.repo_id.rsplit("/", 1)[-1]
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        ModelSpec("custom_0_6b", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "custom_voice", "0.6B"),
+        ModelSpec("custom_1_7b", "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice", "custom_voice", "1.7B"),
+        ModelSpec("base_0_6b", "Qwen/Qwen3-TTS-12Hz-0.6B-Base", "base", "0.6B"),
+        ModelSpec("base_1_7b", "Qwen/Qwen3-TTS-12Hz-1.7B-Base", "base", "1.7B"),
+        ModelSpec(
+            "voice_design_1_7b", "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign", "voice_design", "1.7B"
+        ),
+    )
+}
+DEFAULT_MODEL_KEY = "custom_0_6b"
+
+# What from_pretrained reads. Each entry lists alternatives; the first is the name reported.
+REQUIRED_FILES: tuple[tuple[str, ...], ...] = (
+    ("config.json",),
+    ("generation_config.json",),
+    ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
+    ("tokenizer_config.json",),
+    ("vocab.json", "tokenizer.json"),
+    ("merges.txt", "tokenizer.json"),
+    ("preprocessor_config.json",),
+    ("speech_tokenizer/config.json",),
+    ("speech_tokenizer/model.safetensors", "speech_tokenizer/pytorch_model.bin"),
+    ("speech_tokenizer/preprocessor_config.json",),
+)
+
+_SIZE_NAMES = {"0b6": "0.6B", "1b7": "1.7B"}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What ``config.json`` says about a model folder, read without loading weights."""
+
+    kind: str
+    size: str | None
+    speakers: tuple[str, ...]
+    languages: tuple[str, ...]
+
+    @property
+    def voice_modes(self) -> tuple[str, ...]:
+        """The voice modes this model can synthesise."""
+        return {"custom_voice": ("custom_voice",), "voice_design": ("voice_design",)}.get(
+            self.kind, ("voice_clone",)
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The model a settings object selects: as configured, and where it lives."""
+
+    model: str
+    path: Path
+    spec: ModelSpec | None
+
+
+def unknown_key_error(key: str) -> TtsError:
+    """The error for a ModelKey the registry does not know."""
+    return TtsError(
+        "unknown_model_key",
+        f"unknown ModelKey {key!r}; known keys: {', '.join(MODELS)}",
+        "Set ModelKey to one of the known keys, or ModelPath to a local model folder.",
+    )
+
+
+def missing_files(path: Path) -> list[str]:
+    """Files a loadable model folder needs that ``path`` lacks (empty when complete)."""
+    return [names[0] for names in REQUIRED_FILES if not any((path / n).is_file() for n in names)]
+
+
+def check_model_dir(path: Path) -> None:
+    """Raise ``model_not_found`` or ``model_invalid`` unless ``path`` is a complete model folder."""
+    if not path.is_dir():
+        raise TtsError("model_not_found", f"model folder not found: {path}", MODELS_DIR_HINT)
+    missing = missing_files(path)
+    if missing:
+        raise TtsError(
+            "model_invalid",
+            f"model folder {path} is incomplete; missing: {', '.join(missing)}",
+            MODELS_DIR_HINT,
+        )
+
+
+def read_model_facts(path: Path) -> ModelFacts:
+    """Kind, size, speakers, languages from ``path/config.json``; else ``model_invalid``."""
+    config_file = path / "config.json"
+    try:
+        config: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
+        talker = config.get("talker_config") or {}
+        kind = str(config["tts_model_type"])
+        speakers = tuple(str(s) for s in (talker.get("spk_id") or {}))
+        codec_languages = talker.get("codec_language_id") or {}
+        languages = ("auto", *(str(lang) for lang in codec_languages if "dialect" not in lang))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TtsError(
+            "model_invalid", f"cannot read {config_file}: {exc}", MODELS_DIR_HINT
+        ) from exc
+    size = _SIZE_NAMES.get(str(config.get("tts_model_size", "")))
+    return ModelFacts(kind=kind, size=size, speakers=speakers, languages=languages)
+
+
+def model_info(spec: ModelSpec, models_dir: Path) -> ModelInfo:
+    """A registry model's status in ``models_dir``, for ``tts_capabilities``."""
+    path = models_dir / spec.folder_name
+    present = path.is_dir()
+    missing = missing_files(path) if present else []
+    speakers: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    if present and "config.json" not in missing:
+        try:
+            facts = read_model_facts(path)
+        except TtsError:
+            missing = [*missing, "config.json (unreadable)"]
+        else:
+            speakers, languages = facts.speakers, facts.languages
+    return ModelInfo(
+        key=spec.key,
+        repo_id=spec.repo_id,
+        kind=spec.kind,
+        size=spec.size,
+        local_path=path,
+        present=present,
+        valid=present and not missing,
+        missing=missing,
+        speakers=list(speakers),
+        languages=list(languages),
+    )

@@ -1,0 +1,174 @@
+"""This engine's keys in ``EngineConfig.extra_params``, parsed and validated once per call."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hookspecs import TtsError
+
+from .hints import DEVICE_FORMS
+from .registry import DEFAULT_MODEL_KEY, MODELS
+
+MODELS_DIR_ENV = "QWEN_TTS_MODELS_DIR"
+
+PRECISIONS = {
+    "auto": "auto",
+    "fp32": "float32",
+    "float32": "float32",
+    "fp16": "float16",
+    "float16": "float16",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+}
+ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")
+
+
+def _any_case(word: str) -> str:
+    """An ECMA-262-safe regex matching ``word`` in any case (JSON Schema has no (?i))."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+DEVICE_PATTERN = (
+    r"^\s*("
+    + "|".join(_any_case(w) for w in ("auto", "default", "cpu", "mps"))
+    + "|"
+    + _any_case("cuda")
+    + r"(:[0-9]+)?)?\s*$"
+)
+"""Accepted Device forms; the same regex the engine applies, published in the settings schema."""
+
+
+class EngineSettings(BaseModel):
+    """The Qwen3-TTS keys of ``extra_params``. Unknown keys belong to other engines: ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
+
+    Device: str | None = Field(
+        default=None,
+        description=f"Where the model runs: {DEVICE_FORMS}. Empty or 'auto' picks cuda:0 when "
+        "a usable GPU is present, else cpu. An explicit GPU that fails is an error, never a "
+        "silent CPU run.",
+        json_schema_extra={"pattern": DEVICE_PATTERN},
+    )
+    Precision: Literal["auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16"] = Field(
+        default="auto",
+        description="auto: bf16 on GPUs with compute capability >= 8.0, fp16 on older GPUs, "
+        "fp32 on CPU. Half precision asked for on the CPU is coerced to fp32.",
+    )
+    Attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        default="auto",
+        description="Attention kernel. auto: flash_attention_2 when installed on a bf16 GPU, "
+        "else sdpa.",
+    )
+    ModelKey: str = Field(
+        default=DEFAULT_MODEL_KEY,
+        description="Which published model to use (ignored when ModelPath is set).",
+        json_schema_extra={"enum": list(MODELS)},
+    )
+    ModelPath: Path | None = Field(
+        default=None, description="A local model folder; overrides ModelKey."
+    )
+    ModelsDir: Path | None = Field(
+        default=None,
+        description=f"Folder holding model folders named like the repositories. Default: "
+        f"${MODELS_DIR_ENV}, else the user data folder.",
+    )
+    Language: str = Field(default="Auto", description="Language, e.g. English or Auto.")
+    Speaker: str | None = Field(
+        default=None, description="Built-in speaker; default: the model's first speaker."
+    )
+    Instruct: str | None = Field(
+        default=None, description="Style instruction or, for voice design, the voice described."
+    )
+    RefAudio: Path | None = Field(default=None, description="Reference recording for cloning.")
+    RefText: str | None = Field(default=None, description="Transcript of RefAudio.")
+    XVectorOnly: bool = Field(
+        default=True,
+        description="Voice clone from the speaker embedding only (no transcript needed).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_unset(cls, data: Any) -> Any:
+        """Hosts store cleared fields as "" or null: both mean "use the default"."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None and v != ""}
+        return data
+
+    @field_validator("Precision", "Attention", mode="before")
+    @classmethod
+    def _fold_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def dtype_request(self) -> str:
+        """Requested precision as a torch dtype name, or ``"auto"``."""
+        return PRECISIONS[self.Precision]
+
+    @property
+    def models_dir(self) -> Path:
+        """Where registry models live: ModelsDir, else $QWEN_TTS_MODELS_DIR, else user data."""
+        if self.ModelsDir is not None:
+            return self.ModelsDir.expanduser()
+        env = os.environ.get(MODELS_DIR_ENV)
+        if env:
+            return Path(env).expanduser()
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("qwen3tts_plugin")) / "models"
+
+
+def parse_settings(extra_params: dict[str, Any] | None) -> EngineSettings:
+    """Validate ``extra_params``: ``invalid_device`` for Device (checked first), else
+    ``invalid_settings`` naming the key."""
+    parse_device((extra_params or {}).get("Device"))
+    try:
+        settings = EngineSettings.model_validate(extra_params or {})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        key = str(first["loc"][0]) if first["loc"] else "extra_params"
+        detail = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'extra_params'}: {e['msg']} (got {e['input']!r})"
+            for e in errors
+        )
+        raise TtsError("invalid_settings", detail, f"Fix the {key} setting.") from None
+    return settings
+
+
+def parse_device(value: Any) -> str | None:
+    """Normalise a Device setting: None means "detect"; ``cuda`` means ``cuda:0``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid_device(value)
+    text = value.strip().lower()
+    if text in ("", "auto", "default"):
+        return None
+    if text in ("cpu", "mps"):
+        return text
+    if text == "cuda":
+        return "cuda:0"
+    prefix, _, index = text.partition(":")
+    if prefix == "cuda" and index.isascii() and index.isdigit():
+        return f"cuda:{int(index)}"
+    raise invalid_device(value)
+
+
+def invalid_device(value: Any) -> TtsError:
+    """The error for a Device value that is not one of the accepted forms."""
+    return TtsError(
+        "invalid_device",
+        f"Device {value!r} is not a device this engine understands; accepted: {DEVICE_FORMS}",
+        "Use 'cuda:0' for the first GPU, 'cpu' to run on the CPU, or 'auto' to detect.",
+    )
+
+
+def settings_schema() -> dict[str, Any]:
+    """JSON schema of the engine's ``extra_params``, for a host's settings form."""
+    return EngineSettings.model_json_schema()

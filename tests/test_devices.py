@@ -1,0 +1,272 @@
+"""The device and precision policy: every row, decided from settings and a machine status.
+
+The decision is pure, so GPU machines are described with ``AccelerationStatus`` values (a GPU
+cannot exist here); detection itself runs for real against this CPU-only torch.
+"""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from hookspecs import AccelerationStatus, GpuInfo, TtsError
+from qwen3tts_plugin.devices import acceleration_status, decide, parse_device, probe
+from qwen3tts_plugin.settings import DEVICE_PATTERN, parse_settings, settings_schema
+
+CPU_ONLY = AccelerationStatus(
+    supported=False, preferred_device="cpu", backend="cpu", reasons=["cuda_not_available"]
+)
+
+
+def gpu_machine(cc=(9, 0), flash_attn=False, count=1, name="NVIDIA H100"):
+    gpus = [
+        GpuInfo(
+            index=i,
+            name=name,
+            total_memory_bytes=80 << 30,
+            free_memory_bytes=79 << 30,
+            compute_capability=cc,
+            bf16_supported=cc >= (8, 0),
+        )
+        for i in range(count)
+    ]
+    supported = cc >= (6, 0)
+    return AccelerationStatus(
+        supported=supported,
+        preferred_device="cuda:0" if supported else "cpu",
+        backend="pytorch-cuda" if supported else "cpu",
+        reasons=[] if supported else ["cuda_compute_capability_too_low"],
+        cuda_available=True,
+        device_count=count,
+        gpus=gpus,
+        flash_attn_available=flash_attn,
+    )
+
+
+def plan_for(status, **extra):
+    return decide(parse_settings(extra), status)
+
+
+# --- device strings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("  ", None),
+        ("auto", None),
+        ("AUTO", None),
+        ("default", None),
+        ("cpu", "cpu"),
+        (" CPU ", "cpu"),
+        ("cuda", "cuda:0"),
+        ("Cuda", "cuda:0"),
+        ("cuda:0", "cuda:0"),
+        ("CUDA:1", "cuda:1"),
+        (" cuda:12 ", "cuda:12"),
+        ("mps", "mps"),
+        ("MPS", "mps"),
+    ],
+)
+def test_accepted_device_forms(value, expected):
+    assert parse_device(value) == expected
+    assert parse_settings({"Device": value}).Device == (value or None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["gpu", "cuda:x", "cuda:-1", "tpu", "cuda:", "cuda0", 0, 1.5, "cuda:0,1", "cpu:0", "cuda:１"],
+)
+def test_malformed_devices_are_invalid_device_not_invalid_settings(value):
+    with pytest.raises(TtsError) as info:
+        parse_settings({"Device": value})
+    assert info.value.code == "invalid_device"
+    assert "'cuda:N'" in info.value.detail and "'cpu'" in info.value.detail
+
+
+def test_settings_schema_publishes_the_device_pattern():
+    import re
+
+    prop = settings_schema()["properties"]["Device"]
+    assert prop["pattern"] == DEVICE_PATTERN
+    assert re.match(prop["pattern"], "CUDA:3") and not re.match(prop["pattern"], "gpu")
+
+
+# --- where: explicit wins, else detected ------------------------------------------------------
+
+
+def test_unset_device_on_a_cpu_machine_is_detected_cpu_float32():
+    plan = plan_for(CPU_ONLY)
+    assert (plan.device, plan.source, plan.dtype, plan.attn_implementation) == (
+        "cpu",
+        "detected",
+        "float32",
+        "sdpa",
+    )
+    assert "cuda_not_available" in plan.why
+
+
+def test_unset_device_on_a_gpu_machine_is_detected_cuda0():
+    plan = plan_for(gpu_machine())
+    assert (plan.device, plan.source) == ("cuda:0", "detected")
+
+
+def test_explicit_device_wins_over_detection():
+    assert plan_for(gpu_machine(), Device="cpu").device == "cpu"
+    assert plan_for(gpu_machine(), Device="cpu").source == "config"
+    assert plan_for(CPU_ONLY, Device="cuda").device == "cuda:0"
+    assert plan_for(gpu_machine(count=2), Device="cuda:1").device == "cuda:1"
+
+
+def test_too_old_gpu_is_not_preferred_but_honoured_when_asked_for():
+    old = gpu_machine(cc=(5, 2))
+    assert plan_for(old).device == "cpu"
+    plan = plan_for(old, Device="cuda:0")
+    assert (plan.device, plan.dtype) == ("cuda:0", "float16")
+
+
+# --- precision and attention per device -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cc", "flash_attn", "dtype", "attn"),
+    [
+        ((9, 0), True, "bfloat16", "flash_attention_2"),
+        ((8, 0), True, "bfloat16", "flash_attention_2"),
+        ((8, 6), False, "bfloat16", "sdpa"),
+        ((7, 5), False, "float16", "sdpa"),
+        ((7, 5), True, "float16", "sdpa"),
+        ((6, 1), False, "float16", "sdpa"),
+    ],
+)
+def test_cuda_auto_policy(cc, flash_attn, dtype, attn):
+    plan = plan_for(gpu_machine(cc=cc, flash_attn=flash_attn))
+    assert (plan.dtype, plan.attn_implementation) == (dtype, attn)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "float16", "bf16", "BF16", "bfloat16"])
+@pytest.mark.parametrize("device", ["cpu", "mps"])
+def test_half_precision_on_cpu_is_coerced_to_float32_and_logged(device, precision):
+    with capture_logs() as logs:
+        plan = plan_for(CPU_ONLY, Device=device, Precision=precision)
+    assert plan.dtype == "float32"
+    coerced = [e for e in logs if e["event"] == "tts.precision.coerced"]
+    assert coerced and coerced[0]["dtype"] == "float32" and coerced[0]["device"] == device
+    assert coerced[0]["provider"] == "qwen3_tts"
+
+
+@pytest.mark.parametrize(
+    ("attention", "expected"), [("auto", "sdpa"), ("sdpa", "sdpa"), ("eager", "eager")]
+)
+def test_cpu_attention(attention, expected):
+    assert plan_for(CPU_ONLY, Attention=attention).attn_implementation == expected
+
+
+@pytest.mark.parametrize(
+    ("precision", "attention", "dtype", "attn"),
+    [
+        ("fp32", "auto", "float32", "sdpa"),
+        ("fp16", "auto", "float16", "sdpa"),
+        ("bf16", "eager", "bfloat16", "eager"),
+        ("fp16", "sdpa", "float16", "sdpa"),
+        ("auto", "eager", "bfloat16", "eager"),
+    ],
+)
+def test_explicit_cuda_choices_are_honoured(precision, attention, dtype, attn):
+    plan = plan_for(gpu_machine(), Precision=precision, Attention=attention)
+    assert (plan.dtype, plan.attn_implementation) == (dtype, attn)
+
+
+def test_flash_attention_is_honoured_when_installed():
+    plan = plan_for(gpu_machine(flash_attn=True), Attention="flash_attention_2", Precision="fp16")
+    assert (plan.dtype, plan.attn_implementation) == ("float16", "flash_attention_2")
+
+
+@pytest.mark.parametrize(
+    ("status", "settings", "needle"),
+    [
+        (gpu_machine(flash_attn=False), {"Attention": "flash_attention_2"}, "not importable"),
+        (CPU_ONLY, {"Device": "cpu", "Attention": "flash_attention_2"}, "not importable"),
+        (gpu_machine(cc=(7, 5)), {"Precision": "bf16"}, "bfloat16"),
+        (
+            gpu_machine(flash_attn=True),
+            {"Device": "cpu", "Attention": "flash_attention_2"},
+            "only on CUDA",
+        ),
+        (
+            gpu_machine(flash_attn=True),
+            {"Attention": "flash_attention_2", "Precision": "fp32"},
+            "fp16 or bf16",
+        ),
+        (gpu_machine(cc=(7, 5), flash_attn=True), {"Attention": "flash_attention_2"}, ">= 8.0"),
+    ],
+)
+def test_unhonourable_choices_are_refused_not_swapped(status, settings, needle):
+    with pytest.raises(TtsError) as info:
+        plan_for(status, **settings)
+    assert info.value.code == "invalid_settings"
+    assert needle in info.value.detail
+
+
+def test_bad_precision_and_attention_values_are_invalid_settings_naming_the_key():
+    for key, value in (("Precision", "fp8"), ("Attention", "flash"), ("XVectorOnly", "maybe")):
+        with pytest.raises(TtsError) as info:
+            parse_settings({key: value})
+        assert info.value.code == "invalid_settings" and info.value.detail.startswith(key)
+
+
+def test_malformed_device_is_reported_before_other_bad_settings():
+    with pytest.raises(TtsError) as info:
+        parse_settings({"Device": "gpu", "Precision": "fp8"})
+    assert info.value.code == "invalid_device"
+
+
+def test_unusable_device_skips_card_checks_so_placement_reports_it():
+    # bf16 needs the card to check; the card is absent, so the decision stands and placement
+    # will raise model_to_device_failed (tested for real in test_loading).
+    plan = plan_for(CPU_ONLY, Device="cuda:0", Precision="bf16")
+    assert (plan.device, plan.dtype) == ("cuda:0", "bfloat16")
+    assert "not usable" in plan.why
+    plan = plan_for(gpu_machine(count=1), Device="cuda:3")
+    assert plan.device == "cuda:3" and "not usable" in plan.why
+
+
+def test_resolution_is_logged_with_the_decision():
+    with capture_logs() as logs:
+        plan_for(CPU_ONLY, Device=" CPU ")
+    [event] = [e for e in logs if e["event"] == "tts.device.resolved"]
+    assert event == {
+        "event": "tts.device.resolved",
+        "log_level": "info",
+        "provider": "qwen3_tts",
+        "requested": " CPU ",
+        "resolved": "cpu",
+        "source": "config",
+        "dtype": "float32",
+        "attn_implementation": "sdpa",
+        "why": event["why"],
+    }
+
+
+# --- detection on this machine ----------------------------------------------------------------
+
+
+def test_detection_on_this_cpu_machine():
+    status = probe()
+    assert status.cuda_available is False
+    assert status.supported is False and status.preferred_device == "cpu"
+    assert status.backend == "cpu"
+    assert "cuda_not_available" in status.reasons
+    assert status.torch_version and status.min_compute_capability == (6, 0)
+    assert status.os["system"]
+
+
+def test_detection_is_cached_and_refreshable():
+    first = acceleration_status()
+    assert acceleration_status() is first
+    with capture_logs() as logs:
+        again = acceleration_status(refresh=True)
+    assert again is not first and again == first
+    assert [e["event"] for e in logs] == ["tts.device.detected"]

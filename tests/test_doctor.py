@@ -1,0 +1,77 @@
+"""``python -m qwen3tts_plugin doctor``: the seed's quick checks as one command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qwen3tts_plugin.cli import main
+
+
+def run(capsys, *argv):
+    code = main(["doctor", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_json_on_this_machine_is_cpu_and_usable(capsys):
+    code, out, _ = run(capsys, "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["acceleration"]["cuda_available"] is False
+    assert report["acceleration"]["preferred_device"] == "cpu"
+    assert report["decision"] == {
+        "device": "cpu",
+        "source": "detected",
+        "dtype": "float32",
+        "attn_implementation": "sdpa",
+        "why": report["decision"]["why"],
+    }
+    assert report["usable"] is True and report["error"] is None
+    assert any("0.6B" in line for line in report["advice"])
+
+
+def test_configured_cuda_here_exits_1_naming_model_to_device_failed(capsys):
+    code, out, _ = run(capsys, "--device", "cuda:0", "--json")
+    report = json.loads(out)
+    assert code == 1
+    assert report["usable"] is False
+    assert report["decision"]["device"] == "cuda:0" and report["decision"]["source"] == "config"
+    assert report["error"]["code"] == "model_to_device_failed"
+    assert report["error"]["hint"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [(["--device", "gpu"], "invalid_device"), (["--precision", "fp8"], "invalid_settings")],
+)
+def test_bad_settings_are_reported_with_their_code(capsys, argv, code):
+    exit_code, out, _ = run(capsys, *argv, "--json")
+    assert exit_code == 1 and json.loads(out)["error"]["code"] == code
+
+
+def test_half_precision_on_cpu_shows_the_coercion(capsys):
+    code, out, _ = run(capsys, "--device", "cpu", "--precision", "fp16", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["decision"]["dtype"] == "float32"
+    assert "coerced" in report["decision"]["why"]
+
+
+def test_table_names_the_decision_and_the_verdict(capsys):
+    code, out, _ = run(capsys, "--device", "cuda:0")
+    assert code == 1
+    assert "model_to_device_failed" in out and "NOT usable" in out and "cuda:0 (config)" in out
+
+
+def test_stdout_carries_only_the_json_in_a_fresh_process():
+    proc = subprocess.run(
+        [sys.executable, "-m", "qwen3tts_plugin", "doctor", "--json", "-v"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["usable"] is True
+    assert "tts.device.resolved" in proc.stderr  # logs went to stderr

@@ -1,0 +1,479 @@
+"""End to end through ``pm.hook``: the three voice modes, every error code, cache, concurrency.
+
+Everything runs the real qwen_tts code on the tiny checkpoints; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from structlog.testing import capture_logs
+
+from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError, Voice
+
+FAST = GenerationParams(max_new_tokens=6, seed=1)
+
+
+def config_for(path, **extra):
+    return EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": str(path), **extra})
+
+
+def request_for(path, out, text="Hello world.", voice=None, generation=FAST, **extra):
+    return SynthesisRequest(
+        config=config_for(path, **extra),
+        text=text,
+        out_path=out,
+        voice=voice or Voice(),
+        generation=generation,
+    )
+
+
+@pytest.fixture(scope="module")
+def ref_wav(tmp_path_factory):
+    """A two-second reference recording at 16 kHz stereo (any rate and layout must work)."""
+    path = tmp_path_factory.mktemp("ref") / "ref.flac"
+    t = np.arange(32_000) / 16_000
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
+    sf.write(path, np.stack([tone, tone * 0.5], axis=1).astype(np.float32), 16_000)
+    return path
+
+
+def assert_wav(path: Path, result):
+    info = sf.info(str(path))
+    assert (info.format, info.subtype, info.channels) == ("WAV", "PCM_16", 1)
+    assert info.samplerate == result.sample_rate == 24_000
+    assert info.frames / info.samplerate == pytest.approx(result.duration_s)
+    audio, _ = sf.read(str(path))
+    assert np.abs(audio).max() > 1e-3, "silent output"
+    assert result.duration_s > 0 and result.rtf == pytest.approx(result.synth_s / result.duration_s)
+    assert (result.device, result.dtype, result.attn_implementation) == (
+        "cpu",
+        "float32",
+        "sdpa",
+    )
+    assert list(path.parent.glob(".*.tmp")) == []
+
+
+# --- the three voice modes ------------------------------------------------------------------
+
+
+def test_custom_voice(pm, tiny, tmp_path):
+    out = tmp_path / "nested" / "custom.wav"
+    result = pm.hook.tts_synthesize(
+        request=request_for(tiny["custom_voice"], out, voice=Voice(speaker="VIVIAN"))
+    )
+    assert result.path == out and result.provider == "qwen3_tts"
+    assert_wav(out, result)
+
+
+def test_voice_design(pm, tiny, tmp_path):
+    out = tmp_path / "design.wav"
+    voice = Voice(mode="voice_design", instruct="A calm, low voice.", language="english")
+    assert_wav(
+        out, pm.hook.tts_synthesize(request=request_for(tiny["voice_design"], out, voice=voice))
+    )
+
+
+def test_voice_clone_x_vector_only_and_icl(pm, tiny, tmp_path, ref_wav):
+    for x_vector_only, ref_text in ((True, None), (False, "Hello there.")):
+        out = tmp_path / f"clone-{x_vector_only}.wav"
+        voice = Voice(
+            mode="voice_clone", ref_audio=ref_wav, ref_text=ref_text, x_vector_only=x_vector_only
+        )
+        assert_wav(out, pm.hook.tts_synthesize(request=request_for(tiny["base"], out, voice=voice)))
+
+
+def test_voice_clone_takes_reference_from_settings(pm, tiny, tmp_path, ref_wav):
+    out = tmp_path / "clone-settings.wav"
+    request = request_for(tiny["base"], out, voice=Voice(mode="voice_clone"), RefAudio=str(ref_wav))
+    assert_wav(out, pm.hook.tts_synthesize(request=request))
+
+
+def test_default_speaker_is_the_models_first_and_logged(pm, tiny, tmp_path):
+    from qwen3tts_plugin.registry import read_model_facts
+
+    with capture_logs() as logs:
+        pm.hook.tts_synthesize(request=request_for(tiny["custom_voice"], tmp_path / "a.wav"))
+    [event] = [e for e in logs if e["event"] == "tts.voice.default_speaker"]
+    assert event["speaker"] == read_model_facts(tiny["custom_voice"]).speakers[0]
+
+
+def test_instruct_on_a_0_6b_model_is_reported_as_ignored(pm, tiny, tmp_path):
+    with capture_logs() as logs:
+        pm.hook.tts_synthesize(
+            request=request_for(
+                tiny["custom_voice"], tmp_path / "a.wav", voice=Voice(instruct="Whisper.")
+            )
+        )
+    assert "tts.voice.instruct_ignored" in [e["event"] for e in logs]
+
+
+def test_other_providers_are_not_answered(pm, tiny, tmp_path):
+    request = SynthesisRequest(
+        config=EngineConfig(provider="someone_else"), text="Hi", out_path=tmp_path / "x.wav"
+    )
+    assert pm.hook.tts_synthesize(request=request) is None
+    assert pm.hook.tts_load(config=EngineConfig(provider="someone_else")) is None
+    assert not (tmp_path / "x.wav").exists()
+
+
+# --- reproducibility ------------------------------------------------------------------------
+
+
+def test_seed_gives_identical_samples_and_bytes(pm, tiny, tmp_path):
+    paths = [tmp_path / f"take{i}.wav" for i in range(3)]
+    seeds = [7, 7, 8]
+    for path, seed in zip(paths, seeds, strict=True):
+        gen = GenerationParams(max_new_tokens=6, seed=seed)
+        pm.hook.tts_synthesize(request=request_for(tiny["custom_voice"], path, generation=gen))
+    first, second, other = (sf.read(str(p))[0] for p in paths)
+    assert np.array_equal(first, second)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert first.shape != other.shape or not np.array_equal(first, other)
+
+
+def test_seeded_call_leaves_the_process_rng_alone(pm, tiny, tmp_path):
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    pm.hook.tts_synthesize(request=request_for(tiny["custom_voice"], tmp_path / "a.wav"))
+    assert torch.equal(torch.rand(3), expected)
+
+
+# --- errors: each has a code, and no call leaves a file ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def broken(tiny, tmp_path_factory):
+    """Damaged copies of the tiny custom_voice checkpoint, built with the real file formats."""
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("broken")
+    made = {}
+
+    incomplete = root / "incomplete"
+    shutil.copytree(tiny["custom_voice"], incomplete)
+    (incomplete / "generation_config.json").unlink()
+    (incomplete / "speech_tokenizer" / "preprocessor_config.json").unlink()
+    made["incomplete"] = incomplete
+
+    truncated = root / "truncated"
+    shutil.copytree(tiny["custom_voice"], truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    made["truncated"] = truncated
+
+    # NaN in the vocoder: generation succeeds, the waveform is not finite (the fp16 symptom).
+    nan_audio = root / "nan_audio"
+    shutil.copytree(tiny["custom_voice"], nan_audio)
+    st = nan_audio / "speech_tokenizer" / "model.safetensors"
+    tensors = load_file(str(st))
+    name = sorted(k for k in tensors if k.startswith("decoder") and k.endswith("weight"))[-1]
+    tensors[name] = tensors[name] * float("nan")
+    save_file(tensors, str(st), metadata={"format": "pt"})
+    made["nan_audio"] = nan_audio
+
+    # NaN in the talker's head: sampling fails inside generation, as fp16 overflow does.
+    nan_logits = root / "nan_logits"
+    shutil.copytree(tiny["custom_voice"], nan_logits)
+    st = nan_logits / "model.safetensors"
+    tensors = load_file(str(st))
+    tensors["talker.codec_head.weight"] = tensors["talker.codec_head.weight"] * float("nan")
+    save_file(tensors, str(st), metadata={"format": "pt"})
+    made["nan_logits"] = nan_logits
+    return made
+
+
+def _error_cases(tiny, broken, tmp_path, ref_wav):
+    custom, base, design = tiny["custom_voice"], tiny["base"], tiny["voice_design"]
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF not really audio")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    out = tmp_path / "out.wav"
+    return {
+        "invalid_device": request_for(custom, out, Device="gpu"),
+        "invalid_settings": request_for(custom, out, Precision="fp8"),
+        "empty_text": request_for(custom, out, text=" \n\t "),
+        "unknown_model_key": SynthesisRequest(
+            config=EngineConfig(provider="qwen3_tts", extra_params={"ModelKey": "huge_9b"}),
+            text="Hi",
+            out_path=out,
+        ),
+        "model_not_found": request_for(tmp_path / "no_such_model", out),
+        "model_invalid": request_for(broken["incomplete"], out),
+        "model_load_failed": request_for(broken["truncated"], out),
+        "unsupported_mode": request_for(
+            custom, out, voice=Voice(mode="voice_design", instruct="x")
+        ),
+        "unsupported_speaker": request_for(custom, out, voice=Voice(speaker="nobody")),
+        "unsupported_speaker (setting)": request_for(custom, out, Speaker="nobody"),
+        "unsupported_language": request_for(custom, out, voice=Voice(language="Klingon")),
+        "instruct_required": request_for(design, out, voice=Voice(mode="voice_design")),
+        "ref_audio_invalid (missing)": request_for(
+            base, out, voice=Voice(mode="voice_clone", ref_audio=tmp_path / "nope.wav")
+        ),
+        "ref_audio_invalid (none)": request_for(base, out, voice=Voice(mode="voice_clone")),
+        "ref_audio_invalid (unreadable)": request_for(
+            base, out, voice=Voice(mode="voice_clone", ref_audio=garbage)
+        ),
+        "ref_text_required": request_for(
+            base, out, voice=Voice(mode="voice_clone", ref_audio=ref_wav, x_vector_only=False)
+        ),
+        "invalid_audio": request_for(broken["nan_audio"], out),
+        "synthesis_failed": request_for(broken["nan_logits"], out),
+        "output_write_failed (parent is a file)": request_for(custom, a_file / "out.wav"),
+        "output_write_failed (path is a folder)": request_for(custom, tmp_path),
+    }
+
+
+ERROR_CASES = [
+    "invalid_device",
+    "invalid_settings",
+    "empty_text",
+    "unknown_model_key",
+    "model_not_found",
+    "model_invalid",
+    "model_load_failed",
+    "unsupported_mode",
+    "unsupported_speaker",
+    "unsupported_speaker (setting)",
+    "unsupported_language",
+    "instruct_required",
+    "ref_audio_invalid (missing)",
+    "ref_audio_invalid (none)",
+    "ref_audio_invalid (unreadable)",
+    "ref_text_required",
+    "invalid_audio",
+    "synthesis_failed",
+    "output_write_failed (parent is a file)",
+    "output_write_failed (path is a folder)",
+]
+
+
+@pytest.mark.parametrize("case", ERROR_CASES)
+def test_every_error_has_its_code_and_leaves_no_file(pm, tiny, broken, tmp_path, ref_wav, case):
+    request = _error_cases(tiny, broken, tmp_path, ref_wav)[case]
+    before = (
+        sorted(p.name for p in request.out_path.parent.iterdir())
+        if request.out_path.parent.is_dir()
+        else None
+    )
+    with capture_logs() as logs, pytest.raises(TtsError) as info:
+        pm.hook.tts_synthesize(request=request)
+    code = case.split(" ")[0]
+    assert info.value.code == code
+    assert str(info.value).startswith(f"{code}: ")
+    if request.out_path.parent.is_dir():
+        assert sorted(p.name for p in request.out_path.parent.iterdir()) == before
+    failed = [e for e in logs if e["event"] == "tts.synthesize.failed"]
+    assert failed and failed[0]["code"] == code
+
+
+def test_error_details_say_what_is_wrong(pm, tiny, broken, tmp_path, ref_wav):
+    cases = _error_cases(tiny, broken, tmp_path, ref_wav)
+
+    def error(case):
+        with pytest.raises(TtsError) as info:
+            pm.hook.tts_synthesize(request=cases[case])
+        return info.value
+
+    assert "generation_config.json" in error("model_invalid").detail
+    assert "speech_tokenizer/preprocessor_config.json" in error("model_invalid").detail
+    assert "custom_0_6b" in error("unknown_model_key").detail
+    assert "no_such_model" in error("model_not_found").detail
+    assert "vivian" in error("unsupported_speaker").detail
+    assert "english" in error("unsupported_language").detail
+    assert "Precision" in error("invalid_settings").detail
+    assert "Precision=fp32" in error("invalid_audio").hint
+    assert "Precision=fp32" in error("synthesis_failed").hint
+    assert (
+        "safetensors" in error("model_load_failed").detail.lower()
+        or error("model_load_failed").detail
+    )
+
+
+def test_a_failed_call_leaves_an_existing_file_untouched(pm, broken, tmp_path):
+    out = tmp_path / "keep.wav"
+    out.write_bytes(b"previous take")
+    with pytest.raises(TtsError, match="invalid_audio"):
+        pm.hook.tts_synthesize(request=request_for(broken["nan_audio"], out))
+    assert out.read_bytes() == b"previous take"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.wav"]
+
+
+# --- load: cache, switching, failure state ----------------------------------------------------
+
+
+def test_same_settings_load_once_then_cached(pm, engine, tiny):
+    engine.release()
+    config = config_for(tiny["custom_voice"])
+    with capture_logs() as logs:
+        first = pm.hook.tts_load(config=config)
+        second = pm.hook.tts_load(config=config)
+    assert (first.cached, second.cached) == (False, True)
+    assert [e["event"] for e in logs].count("tts.load.start") == 1
+    assert second.load_s < 0.05 and second.model_path == tiny["custom_voice"]
+    assert (second.device, second.dtype, second.attn_implementation) == ("cpu", "float32", "sdpa")
+
+
+def test_load_result_describes_this_call(pm, tiny):
+    pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="cpu"))
+    again = pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="auto"))
+    assert again.cached and again.device_source == "detected" and again.device == "cpu"
+    again = pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="CPU"))
+    assert again.cached and again.device_source == "config"
+
+
+def test_changed_settings_release_the_old_model_first(pm, engine, tiny):
+    pm.hook.tts_load(config=config_for(tiny["custom_voice"]))
+    with capture_logs() as logs:
+        result = pm.hook.tts_load(config=config_for(tiny["custom_voice"], Attention="eager"))
+    events = [e["event"] for e in logs]
+    assert events.index("tts.model.released") < events.index("tts.load.start")
+    assert not result.cached and result.attn_implementation == "eager"
+    assert engine.state()["resident"]["attn_implementation"] == "eager"
+
+
+def test_failed_load_leaves_nothing_resident_and_is_remembered(pm, engine, tiny, broken):
+    pm.hook.tts_load(config=config_for(tiny["custom_voice"]))
+    with pytest.raises(TtsError, match="model_load_failed"):
+        pm.hook.tts_load(config=config_for(broken["truncated"]))
+    state = engine.state()
+    assert state["resident"] is None and state["last_error"]["code"] == "model_load_failed"
+    assert not pm.hook.tts_load(config=config_for(tiny["custom_voice"])).cached
+    assert engine.state()["last_error"] is None
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+
+def test_synthesis_logs_start_and_done_without_the_full_text(pm, tiny, tmp_path):
+    text = "The quick brown fox jumps over the lazy dog near the riverbank at dawn."
+    with capture_logs() as logs:
+        pm.hook.tts_synthesize(
+            request=request_for(tiny["custom_voice"], tmp_path / "a.wav", text=text)
+        )
+    start = next(e for e in logs if e["event"] == "tts.synthesize.start")
+    done = next(e for e in logs if e["event"] == "tts.synthesize.done")
+    assert (start["chars"], start["mode"], start["provider"]) == (
+        len(text),
+        "custom_voice",
+        "qwen3_tts",
+    )
+    assert set(done) >= {"audio_s", "synth_s", "rtf", "device", "provider"}
+    assert all(text not in json.dumps(e, default=str) for e in logs)
+
+
+# --- concurrency -----------------------------------------------------------------------------
+
+
+def test_sixteen_threads_with_a_settings_change_midway(pm, engine, tiny, tmp_path):
+    """16 threads x 4 calls; halfway through, the host flips Attention. Every call must
+    succeed and be served by the model its own settings selected."""
+    flip = threading.Event()
+    done = []
+    lock = threading.Lock()
+
+    def call(worker):
+        outcomes = []
+        for i in range(4):
+            attention = "eager" if flip.is_set() else "sdpa"
+            request = request_for(
+                tiny["custom_voice"],
+                tmp_path / f"w{worker:02d}_{i}.wav",
+                generation=GenerationParams(max_new_tokens=4, seed=worker),
+                Attention=attention,
+            )
+            result = pm.hook.tts_synthesize(request=request)
+            outcomes.append((attention, result.attn_implementation))
+            with lock:
+                done.append(1)
+                if len(done) == 32:
+                    flip.set()
+        return outcomes
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = [o for outcomes in pool.map(call, range(16)) for o in outcomes]
+    assert len(results) == 64
+    assert all(asked == served for asked, served in results)
+    assert {asked for asked, _ in results} == {"sdpa", "eager"}
+    assert len(list(tmp_path.glob("*.wav"))) == 64
+
+
+# --- capabilities ----------------------------------------------------------------------------
+
+
+def test_capabilities_list_models_without_loading(pm, tiny, tmp_path, monkeypatch):
+    models_dir = tmp_path / "models"
+    shutil.copytree(tiny["custom_voice"], models_dir / "Qwen3-TTS-12Hz-0.6B-CustomVoice")
+    (models_dir / "Qwen3-TTS-12Hz-0.6B-Base").mkdir(parents=True)
+    monkeypatch.setenv("QWEN_TTS_MODELS_DIR", str(models_dir))
+    [caps] = pm.hook.tts_capabilities()
+    models = {m.key: m for m in caps.models}
+    assert set(models) == {
+        "custom_0_6b",
+        "custom_1_7b",
+        "base_0_6b",
+        "base_1_7b",
+        "voice_design_1_7b",
+    }
+    custom = models["custom_0_6b"]
+    assert custom.present and custom.valid and custom.missing == []
+    assert "vivian" in custom.speakers and "english" in custom.languages
+    assert models["base_0_6b"].present and not models["base_0_6b"].valid
+    assert "model.safetensors" in models["base_0_6b"].missing
+    assert not models["custom_1_7b"].present
+    assert caps.provider == "qwen3_tts" and caps.sample_rate == 24_000
+    assert caps.voice_modes == ["custom_voice", "voice_design", "voice_clone"]
+    assert caps.acceleration.preferred_device == "cpu"
+    assert caps.settings_schema["properties"]["Device"]["pattern"]
+    assert caps.settings_schema["properties"]["ModelKey"]["enum"][0] == "custom_0_6b"
+
+
+def test_model_key_resolves_inside_models_dir(pm, tiny, tmp_path):
+    models_dir = tmp_path / "models"
+    shutil.copytree(tiny["custom_voice"], models_dir / "Qwen3-TTS-12Hz-0.6B-CustomVoice")
+    config = EngineConfig(
+        provider="qwen3_tts", extra_params={"ModelKey": "custom_0_6b", "ModelsDir": str(models_dir)}
+    )
+    result = pm.hook.tts_load(config=config)
+    assert result.model == "custom_0_6b"
+    assert result.model_path == models_dir / "Qwen3-TTS-12Hz-0.6B-CustomVoice"
+
+
+# --- stdout stays the host's -------------------------------------------------------------------
+
+
+def test_qwen_tts_banner_never_reaches_stdout(tiny, tmp_path):
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import sys, structlog, hookspecs\n"
+        "from hookspecs import EngineConfig, GenerationParams, SynthesisRequest\n"
+        "structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))\n"
+        "pm = hookspecs.plugin_manager()\n"
+        "cfg = EngineConfig(provider='qwen3_tts', extra_params={'ModelPath': sys.argv[1]})\n"
+        "request = SynthesisRequest(config=cfg, text='Hi.', out_path=sys.argv[2],\n"
+        "                           generation=GenerationParams(max_new_tokens=4))\n"
+        "print('RESULT', pm.hook.tts_synthesize(request=request).path)\n"
+    )
+    out_wav = tmp_path / "a.wav"
+    out = subprocess.run(
+        [sys.executable, str(script), str(tiny["custom_voice"]), str(out_wav)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == f"RESULT {out_wav}"
+    assert "flash-attn" in out.stderr  # the banner went to stderr instead

@@ -1,0 +1,183 @@
+"""GPU checks: only a CUDA machine can show these. Skipped where CUDA is not usable.
+
+Run on a GPU machine with ``scripts/gpu_check.sh OUTDIR``; each check records its figures in
+``$GPU_CHECK_OUT/gpu_checks.json`` when that variable is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError, Voice
+
+pytestmark = pytest.mark.gpu
+
+RECORDS: list[dict] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_records():
+    yield
+    out = os.environ.get("GPU_CHECK_OUT")
+    if out:
+        import torch
+
+        report = {
+            "card": torch.cuda.get_device_name(0),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "checks": RECORDS,
+        }
+        with open(os.path.join(out, "gpu_checks.json"), "w") as f:
+            json.dump(report, f, indent=2)
+
+
+def record(**fields):
+    RECORDS.append(fields)
+
+
+def config_for(path, **extra):
+    return EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": str(path), **extra})
+
+
+@pytest.fixture(scope="module")
+def ref_wav(tmp_path_factory):
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path_factory.mktemp("ref") / "ref.wav"
+    t = np.arange(24_000) / 24_000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype("float32"), 24_000)
+    return path
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda:0"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_loads_on_cuda_with_every_component_there(pm, engine, tiny, device, precision):
+    import torch
+
+    from qwen3tts_plugin.loading import components
+
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("card has no bf16")
+    started = time.perf_counter()
+    result = pm.hook.tts_load(
+        config=config_for(tiny["custom_voice"], Device=device, Precision=precision)
+    )
+    seconds = time.perf_counter() - started
+    assert result.device == "cuda:0"
+    assert result.device_source == ("detected" if device == "auto" else "config")
+    assert result.dtype == {"bf16": "bfloat16", "fp16": "float16"}[precision]
+    model = engine.resident_model()
+    for name, module in components(model).items():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            assert tensor.device == torch.device("cuda:0"), name
+    assert model.device == torch.device("cuda:0")
+    assert model.model.speech_tokenizer.device == torch.device("cuda:0")
+    record(
+        check="load",
+        device=device,
+        precision=precision,
+        seconds=round(seconds, 3),
+        dtype=result.dtype,
+        attn=result.attn_implementation,
+    )
+
+
+def test_auto_policy_on_this_card(pm, tiny):
+    import torch
+
+    result = pm.hook.tts_load(config=config_for(tiny["custom_voice"]))
+    major, _ = torch.cuda.get_device_capability(0)
+    assert result.dtype == ("bfloat16" if major >= 8 else "float16")
+    record(
+        check="auto_policy",
+        dtype=result.dtype,
+        attn=result.attn_implementation,
+        capability=list(torch.cuda.get_device_capability(0)),
+    )
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp16"])
+def test_three_modes_synthesise_on_cuda(pm, tiny, tmp_path, ref_wav, precision):
+    import numpy as np
+    import soundfile as sf
+
+    cases = {
+        "custom_voice": (tiny["custom_voice"], Voice()),
+        "voice_design": (tiny["voice_design"], Voice(mode="voice_design", instruct="Calm.")),
+        "voice_clone": (tiny["base"], Voice(mode="voice_clone", ref_audio=ref_wav)),
+        "voice_clone_icl": (
+            tiny["base"],
+            Voice(mode="voice_clone", ref_audio=ref_wav, ref_text="Hello.", x_vector_only=False),
+        ),
+    }
+    for mode, (path, voice) in cases.items():
+        out = tmp_path / f"{mode}.wav"
+        result = pm.hook.tts_synthesize(
+            request=SynthesisRequest(
+                config=config_for(path, Device="cuda:0", Precision=precision),
+                text="Hello world.",
+                out_path=out,
+                voice=voice,
+                generation=GenerationParams(max_new_tokens=24, seed=1),
+            )
+        )
+        audio, _ = sf.read(str(out))
+        assert result.device == "cuda:0" and np.isfinite(audio).all() and audio.size
+        record(
+            check="synthesize",
+            mode=mode,
+            precision=precision,
+            dtype=result.dtype,
+            audio_s=round(result.duration_s, 3),
+            synth_s=round(result.synth_s, 3),
+            rtf=round(result.rtf, 3),
+        )
+
+
+def test_missing_device_index_fails_without_fallback(pm, engine, tiny):
+    import torch
+
+    device = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(TtsError) as info:
+        pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device=device))
+    assert info.value.code == "model_to_device_failed"
+    assert engine.state()["resident"] is None
+    record(check="missing_index", device=device, detail=info.value.detail[:200])
+
+
+def test_cpu_on_a_gpu_machine_is_float32_on_cpu(pm, tiny):
+    result = pm.hook.tts_load(
+        config=config_for(tiny["custom_voice"], Device="cpu", Precision="fp16")
+    )
+    assert (result.device, result.dtype) == ("cpu", "float32")
+    record(check="cpu_on_gpu_machine", dtype=result.dtype)
+
+
+def test_flash_attention_2_when_installed(pm, tiny, tmp_path):
+    from qwen3tts_plugin.devices import flash_attn_available
+
+    if not flash_attn_available():
+        with pytest.raises(TtsError, match="invalid_settings"):
+            pm.hook.tts_load(
+                config=config_for(
+                    tiny["custom_voice"], Device="cuda:0", Attention="flash_attention_2"
+                )
+            )
+        record(check="flash_attention_2", installed=False, refused=True)
+        return
+    result = pm.hook.tts_synthesize(
+        request=SynthesisRequest(
+            config=config_for(tiny["custom_voice"], Device="cuda:0", Attention="flash_attention_2"),
+            text="Hello.",
+            out_path=tmp_path / "fa2.wav",
+            generation=GenerationParams(max_new_tokens=24),
+        )
+    )
+    assert result.attn_implementation == "flash_attention_2"
+    record(check="flash_attention_2", installed=True, rtf=round(result.rtf, 3))
