@@ -101,7 +101,11 @@ class Engine:
     def load(self, config: EngineConfig) -> LoadResult:
         """Make the configured model resident; cheap and ``cached=True`` when it already is."""
         started = time.perf_counter()
-        prepared = self.prepare(config.extra_params)
+        try:
+            prepared = self.prepare(config.extra_params)
+        except TtsError as err:
+            log.warning("tts.load.failed", code=err.code, detail=err.detail)
+            raise
         resident = self._resident
         cached = resident is not None and resident.key == prepared.key
         if not cached:
@@ -169,8 +173,9 @@ class Engine:
         if self._resident is not None and self._resident.key == prepared.key:
             return self._resident, None
         self._release("settings changed")
-        from .loading import load_model
+        from .loading import import_qwen_tts, load_model
 
+        import_qwen_tts()  # first call only: seconds of imports, not part of the load time
         log.info(
             "tts.load.start",
             model=prepared.model.model,

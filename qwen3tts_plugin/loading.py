@@ -28,8 +28,12 @@ log = get_logger(__name__)
 def import_qwen_tts() -> type[Qwen3TTSModel]:
     """Import qwen_tts with its import-time banner sent to stderr, never to the host's stdout."""
     if "qwen_tts" not in sys.modules:
+        started = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):
             import qwen_tts  # noqa: F401
+        log.info(
+            "tts.import.done", module="qwen_tts", seconds=round(time.perf_counter() - started, 3)
+        )
     from qwen_tts import Qwen3TTSModel
 
     return Qwen3TTSModel

@@ -477,3 +477,10 @@ def test_qwen_tts_banner_never_reaches_stdout(tiny, tmp_path):
     )
     assert out.stdout.strip() == f"RESULT {out_wav}"
     assert "flash-attn" in out.stderr  # the banner went to stderr instead
+
+
+def test_a_refused_load_is_logged_with_its_code(pm, tiny):
+    with capture_logs() as logs, pytest.raises(TtsError, match="invalid_device"):
+        pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="gpu"))
+    [event] = [e for e in logs if e["event"] == "tts.load.failed"]
+    assert event["code"] == "invalid_device" and event["provider"] == "qwen3_tts"

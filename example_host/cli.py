@@ -1,0 +1,159 @@
+"""``python -m example_host`` / ``example-host``: a stand-in for the video editor.
+
+Results go to stdout, logs and errors to stderr. Logging: WARNING by default, ``-v`` INFO,
+``--debug`` DEBUG plus tracebacks; ``--log-json`` for JSON lines.
+
+Exit codes: 0 success; 1 ``dub`` finished with failed segments (``--keep-going``); 2 an error
+(an engine ``TtsError``, a refused setting, an unreadable settings file or script, bad usage);
+3 no engine installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import pydantic
+
+from hookspecs import TtsError
+
+from . import commands, logs
+from .dubbing import ManifestError
+from .scripts import ScriptError
+from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore, UnknownConfigError
+
+EXIT_ERROR = 2
+EXIT_NO_ENGINE = 3
+HOST_ERRORS = (SettingsFileError, UnknownConfigError, ScriptError, ManifestError)
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Options valid before and after the subcommand (after it, defaults are suppressed)."""
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        default=default(None),
+        help="settings file (default: $EXAMPLE_HOST_SETTINGS, else the user config folder)",
+    )
+    parser.add_argument(
+        "--log-json", action="store_true", default=default(False), help="logs as JSON lines"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log at INFO"
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="log at DEBUG and show tracebacks",
+    )
+
+
+def _generation_options(parser: argparse.ArgumentParser, max_new_tokens: int | None) -> None:
+    parser.add_argument("--seed", type=int, help="random seed (same seed, same audio)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=max_new_tokens,
+        help="advanced: cap on generated codec frames (12.5 per second of audio)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="example-host",
+        description="A stand-in for the video editor: finds TTS engines by entry point.",
+    )
+    _global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    engines = sub.add_parser("engines", parents=[common], help="installed engines")
+    engines.add_argument("--json", action="store_true", help="print JSON")
+    engines.set_defaults(run=commands.cmd_engines)
+
+    settings = sub.add_parser("settings", parents=[common], help="show or change settings")
+    actions = settings.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = actions.add_parser("show", parents=[common], help="print the settings file")
+    show.add_argument("--json", action="store_true", help="print the file's JSON")
+    show.set_defaults(run=commands.cmd_settings_show)
+    set_ = actions.add_parser("set", parents=[common], help="set an extra_params value")
+    set_.add_argument("key")
+    set_.add_argument("value", help="JSON when it parses as JSON (true, 3, null), else text")
+    set_.set_defaults(run=commands.cmd_settings_set)
+    unset = actions.add_parser("unset", parents=[common], help="remove an extra_params key")
+    unset.add_argument("key")
+    unset.set_defaults(run=commands.cmd_settings_unset)
+    for action in (set_, unset):
+        action.add_argument("--config", default=DEFAULT_CONFIG_ID, help="config id")
+
+    preview = sub.add_parser("preview", parents=[common], help="speak one text into a WAV")
+    preview.add_argument("text")
+    preview.add_argument("--speaker")
+    preview.add_argument("--language")
+    preview.add_argument("--mode", choices=["custom_voice", "voice_design", "voice_clone"])
+    preview.add_argument("--instruct")
+    preview.add_argument("--ref-audio", type=Path)
+    preview.add_argument("--ref-text")
+    preview.add_argument(
+        "--out", type=Path, help="WAV path (default: preview.wav in the user cache folder)"
+    )
+    preview.add_argument("--config", default=DEFAULT_CONFIG_ID, help="config id")
+    _generation_options(preview, None)
+    preview.set_defaults(run=commands.cmd_preview)
+
+    dub = sub.add_parser("dub", parents=[common], help="one WAV per script line or srt cue")
+    dub.add_argument("script", type=Path, help="a text file (one segment per line) or .srt")
+    dub.add_argument("--out-dir", type=Path, required=True)
+    dub.add_argument("--keep-going", action="store_true", help="continue past failed segments")
+    dub.add_argument("--config", default=DEFAULT_CONFIG_ID, help="config id")
+    _generation_options(dub, None)
+    dub.set_defaults(run=commands.cmd_dub)
+
+    smoke = sub.add_parser("smoke", parents=[common], help="load and speak once")
+    smoke.add_argument(
+        "--out", type=Path, help="WAV path (default: smoke.wav in the user cache folder)"
+    )
+    smoke.add_argument("--config", default=DEFAULT_CONFIG_ID, help="config id")
+    _generation_options(smoke, commands.SMOKE_MAX_NEW_TOKENS)
+    smoke.set_defaults(run=commands.cmd_smoke)
+
+    serve = sub.add_parser("serve", parents=[common], help="HTTP preview routes (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.set_defaults(run=commands.cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    logs.configure(json_lines=args.log_json, level=level)
+    try:
+        return args.run(args, SettingsStore(args.settings))
+    except TtsError as err:
+        _report(err, args.debug, f"{err.code}: {err.detail}", err.hint)
+        return EXIT_NO_ENGINE if err.code == "no_engine" else EXIT_ERROR
+    except HOST_ERRORS as exc:
+        _report(exc, args.debug, f"error: {exc}")
+        return EXIT_ERROR
+    except pydantic.ValidationError as exc:
+        _report(exc, args.debug, f"error: invalid request: {exc}")
+        return EXIT_ERROR
+
+
+def _report(exc: BaseException, debug: bool, message: str, hint: str | None = None) -> None:
+    """An error on stderr: a message, an optional hint, a traceback only with --debug."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(message, file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)

@@ -1,0 +1,209 @@
+"""What each CLI subcommand does: settings in, hook calls, results printed on stdout.
+
+Every engine call goes through ``pm.hook.tts_capabilities``, ``tts_load`` or
+``tts_synthesize``; nothing here knows which engine answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
+
+from . import dubbing, engines, render, scripts
+from .settings_store import SettingsStore, config_of
+
+SMOKE_TEXT = "Hello from the example host. This is a smoke test."
+SMOKE_MAX_NEW_TOKENS = 24
+
+
+def cache_dir() -> Path:
+    """Where the preview and smoke WAVs go by default: the per-user cache folder."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("example_host"))
+
+
+def generation_params(args: argparse.Namespace, seed: int | None = None) -> GenerationParams:
+    """Sampling parameters from ``--seed`` and ``--max-new-tokens`` (others: defaults)."""
+    given: dict[str, Any] = {"seed": args.seed if args.seed is not None else seed}
+    if args.max_new_tokens is not None:
+        given["max_new_tokens"] = args.max_new_tokens
+    return GenerationParams(**given)
+
+
+def synthesize(pm: pluggy.PluginManager, request: SynthesisRequest) -> SynthesisResult:
+    """``tts_synthesize``, with ``unknown_provider`` when no engine answered."""
+    result = pm.hook.tts_synthesize(request=request)
+    if result is None:
+        raise TtsError("unknown_provider", f"no engine answered {request.config.provider!r}")
+    return result
+
+
+# --- engines ------------------------------------------------------------------------------
+
+
+def cmd_engines(args: argparse.Namespace, store: SettingsStore) -> int:
+    """Each installed engine's capabilities."""
+    found = engines.all_capabilities(engines.plugin_manager())
+    if args.json:
+        print(json.dumps([caps.model_dump(mode="json") for caps in found], indent=2))
+    else:
+        print("\n\n".join(render.engine_text(caps) for caps in found))
+    return 0
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses as JSON (``true``, ``3``, ``null``), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def cmd_settings_show(args: argparse.Namespace, store: SettingsStore) -> int:
+    data = store.load()
+    print(json.dumps(data, indent=2) if args.json else render.settings_text(store.path, data))
+    return 0
+
+
+def cmd_settings_set(args: argparse.Namespace, store: SettingsStore) -> int:
+    """Validate one value against the engine's schema, then save; null removes the key."""
+    return _change(store, args.config, {args.key: parse_value(args.value)})
+
+
+def cmd_settings_unset(args: argparse.Namespace, store: SettingsStore) -> int:
+    return _change(store, args.config, {args.key: None})
+
+
+def _change(store: SettingsStore, config_id: str, changes: dict[str, Any]) -> int:
+    config = store.config(config_id)
+    if any(value is not None for value in changes.values()):
+        caps = engines.engine_for(engines.plugin_manager(), config["provider"])
+        for warning in engines.check_changes(caps, changes):
+            print(f"warning: {warning}", file=sys.stderr)
+    config = store.update_extra_params(config_id, changes)
+    for key, value in changes.items():
+        shown = "(unset)" if value is None else json.dumps(value, ensure_ascii=False)
+        print(f"{config_id}.{key} = {shown}  (saved to {store.path})")
+    return 0
+
+
+# --- preview ------------------------------------------------------------------------------
+
+
+def cmd_preview(args: argparse.Namespace, store: SettingsStore) -> int:
+    """The editor's listen button: one WAV, one line."""
+    pm = engines.plugin_manager()
+    stored = store.config(args.config)
+    caps = engines.engine_for(pm, stored["provider"])
+    voice_fields = {
+        "mode": args.mode or engines.default_voice_mode(caps, stored.get("extra_params", {})),
+        "speaker": args.speaker,
+        "language": args.language,
+        "instruct": args.instruct,
+        "ref_audio": args.ref_audio,
+        "ref_text": args.ref_text,
+    }
+    request = SynthesisRequest(
+        config=engines.engine_config(stored),
+        text=args.text,
+        out_path=args.out or cache_dir() / "preview.wav",
+        voice=Voice(**{k: v for k, v in voice_fields.items() if v is not None}),
+        generation=generation_params(args),
+    )
+    print(render.preview_line(synthesize(pm, request)))
+    return 0
+
+
+# --- dub ----------------------------------------------------------------------------------
+
+
+def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
+    """One WAV per segment plus manifest.json; resumes; exit 1 when segments failed."""
+    pm = engines.plugin_manager()
+    stored = store.config(args.config)
+    engines.engine_for(pm, stored["provider"])
+    segments = scripts.read_script(args.script)
+    header = {
+        "script": str(args.script.resolve()),
+        "config_id": args.config,
+        "provider": stored["provider"],
+    }
+    with dubbing.progress_bar(len(segments)) as bar:
+
+        def advance(segment: scripts.Segment, outcome: str) -> None:
+            bar.set_postfix_str(f"seg {segment.number} {outcome}")
+            bar.update(1)
+
+        report = dubbing.dub(
+            pm,
+            engines.engine_config(stored),
+            segments,
+            args.out_dir,
+            generation_params(args),
+            keep_going=args.keep_going,
+            header=header,
+            on_segment=advance,
+        )
+    print(render.dub_summary(report))
+    if report.stopped_by is not None:
+        raise report.stopped_by
+    return 1 if report.failed else 0
+
+
+# --- smoke --------------------------------------------------------------------------------
+
+
+def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
+    """Load and speak once with the current settings, using the tiny checkpoint if need be."""
+    pm = engines.plugin_manager()
+    data = store.load()
+    stored = config_of(data, args.config, store.path)
+    caps = engines.engine_for(pm, stored["provider"])
+    params = stored.get("extra_params", {})
+    if not engines.model_configured(caps, params):
+        # The one import of the engine package: its documented test-checkpoint builder.
+        from qwen3tts_plugin.testing import tiny_checkpoint
+
+        path = str(tiny_checkpoint("custom_voice"))
+        engines.check_changes(caps, {"ModelPath": path})
+        stored = store.update_extra_params(args.config, {"ModelPath": path})
+        print(f"no model configured: using the tiny checkpoint {path} (ModelPath saved)")
+    config = engines.engine_config(stored)
+    loaded = pm.hook.tts_load(config=config)
+    if loaded is None:
+        raise TtsError("unknown_provider", f"no engine answered {config.provider!r}")
+    mode = engines.default_voice_mode(caps, config.extra_params)
+    request = SynthesisRequest(
+        config=config,
+        text=SMOKE_TEXT,
+        out_path=args.out or cache_dir() / "smoke.wav",
+        voice=Voice(mode=mode),
+        generation=generation_params(args, seed=0),
+    )
+    print(render.smoke_text(loaded, synthesize(pm, request)))
+    return 0
+
+
+# --- serve --------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, store: SettingsStore) -> int:
+    """The HTTP preview routes, served by uvicorn until interrupted."""
+    import uvicorn
+
+    from .http import create_app
+
+    store.load()  # a malformed file is reported now, not on the first request
+    uvicorn.run(create_app(store.path), host=args.host, port=args.port, log_config=None)
+    return 0

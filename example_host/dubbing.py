@@ -1,0 +1,230 @@
+"""Narration dubbing: one WAV per script segment plus ``manifest.json``, resumable.
+
+The manifest is rewritten atomically after every segment. A rerun skips a segment whose entry
+has the same text and settings fingerprint and whose WAV is still there with the recorded size
+and duration, so a crashed run picks up where it stopped and a finished one touches nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError
+
+from .scripts import Segment
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class ManifestError(Exception):
+    """An existing manifest that cannot be read; it is left alone."""
+
+
+@dataclass
+class DubReport:
+    """What one run did: counts by outcome, the failures, and timing."""
+
+    manifest: Path
+    total: int = 0
+    ok: int = 0
+    resumed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by: TtsError | None = None
+
+    @property
+    def not_run(self) -> int:
+        """Segments left undone because the run stopped at a failure."""
+        return self.total - self.ok - self.resumed - self.skipped - self.failed
+
+
+def wav_name(number: int) -> str:
+    """The file a segment is written to, e.g. ``seg_0001.wav``."""
+    return f"seg_{number:04d}.wav"
+
+
+def fingerprint(config: EngineConfig, generation: GenerationParams) -> str:
+    """A short hash of everything besides the text that decides a segment's audio."""
+    recipe = {
+        "config": config.model_dump(mode="json", include={"provider", "extra_params"}),
+        "generation": generation.model_dump(mode="json"),
+    }
+    blob = json.dumps(recipe, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_manifest(path: Path) -> dict[int, dict[str, Any]]:
+    """Entries of an existing manifest by segment number; empty when there is none."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {int(entry["segment"]): entry for entry in data["segments"]}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ManifestError(
+            f"manifest {path} cannot be read ({type(exc).__name__}: {exc}); "
+            "delete it or choose another --out-dir"
+        ) from None
+
+
+def write_manifest(path: Path, header: dict[str, Any], entries: dict[int, dict]) -> None:
+    """Write the manifest atomically (temp file in the same folder, then ``os.replace``)."""
+    data = {**header, "segments": [entries[n] for n in sorted(entries)]}
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resumable(entry: dict[str, Any] | None, segment: Segment, fp: str, out_dir: Path) -> bool:
+    """Whether ``entry`` already holds this segment's audio, made with the same settings."""
+    if not entry or entry.get("status") != "ok" or entry.get("text") != segment.text:
+        return False
+    if entry.get("fingerprint") != fp or not entry.get("path"):
+        return False
+    wav = out_dir / entry["path"]
+    try:
+        if wav.stat().st_size != entry.get("bytes"):
+            return False
+        import soundfile
+
+        info = soundfile.info(str(wav))
+    except (OSError, RuntimeError):  # gone, or not a readable sound file
+        return False
+    return abs(info.frames / info.samplerate - float(entry.get("duration_s", -1))) < 1e-3
+
+
+def _base_entry(segment: Segment) -> dict[str, Any]:
+    return {
+        "segment": segment.number,
+        "text": segment.text,
+        "status": "pending",
+        "path": None,
+        "duration_s": None,
+        "start_s": segment.start_s,
+        "end_s": segment.end_s,
+    }
+
+
+def dub(
+    pm: pluggy.PluginManager,
+    config: EngineConfig,
+    segments: list[Segment],
+    out_dir: Path,
+    generation: GenerationParams,
+    keep_going: bool = False,
+    header: dict[str, Any] | None = None,
+    on_segment: Callable[[Segment, str], None] | None = None,
+) -> DubReport:
+    """Synthesise every segment not already done into ``out_dir``; see the module docstring.
+
+    ``on_segment(segment, outcome)`` is called after each segment (for a progress bar).
+    """
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / MANIFEST
+    old = read_manifest(manifest)
+    fp = fingerprint(config, generation)
+    header = {"version": MANIFEST_VERSION, **(header or {}), "fingerprint": fp}
+    entries: dict[int, dict[str, Any]] = {}
+    todo: list[Segment] = []
+    report = DubReport(manifest=manifest, total=len(segments))
+    for segment in segments:
+        entry = old.get(segment.number)
+        if segment.empty:
+            entries[segment.number] = {**_base_entry(segment), "status": "skipped"}
+        elif resumable(entry, segment, fp, out_dir):
+            entries[segment.number] = {**entry, "start_s": segment.start_s, "end_s": segment.end_s}
+        else:
+            entries[segment.number] = _base_entry(segment)
+            todo.append(segment)
+    for segment in segments:
+        status = entries[segment.number]["status"]
+        if status == "skipped":
+            report.skipped += 1
+        elif status == "ok":
+            report.resumed += 1
+            report.audio_s += entries[segment.number]["duration_s"]
+        if status != "pending" and on_segment:
+            on_segment(segment, "resumed" if status == "ok" else status)
+    write_manifest(manifest, header, entries)
+    for segment in todo:
+        entry = _synthesize(pm, config, segment, out_dir, generation, fp)
+        entries[segment.number] = entry
+        write_manifest(manifest, header, entries)
+        if on_segment:
+            on_segment(segment, entry["status"])
+        if entry["status"] == "ok":
+            report.ok += 1
+            report.audio_s += entry["duration_s"]
+            continue
+        report.failed += 1
+        report.failures.append(entry)
+        if not keep_going:
+            error = entry["error"]
+            report.stopped_by = TtsError(error["code"], error["detail"], error["hint"])
+            break
+    report.wall_s = time.perf_counter() - started
+    return report
+
+
+def _synthesize(
+    pm: pluggy.PluginManager,
+    config: EngineConfig,
+    segment: Segment,
+    out_dir: Path,
+    generation: GenerationParams,
+    fp: str,
+) -> dict[str, Any]:
+    """One segment through ``tts_synthesize``; its manifest entry, ok or failed."""
+    entry = _base_entry(segment)
+    name = wav_name(segment.number)
+    request = SynthesisRequest(
+        config=config, text=segment.text, out_path=out_dir / name, generation=generation
+    )
+    try:
+        result = pm.hook.tts_synthesize(request=request)
+    except TtsError as err:
+        return {**entry, "status": "failed", "error": err.to_dict()}
+    if result is None:
+        error = TtsError("unknown_provider", f"no engine answered provider {config.provider!r}")
+        return {**entry, "status": "failed", "error": error.to_dict()}
+    return {
+        **entry,
+        "status": "ok",
+        "path": name,
+        "duration_s": result.duration_s,
+        "sample_rate": result.sample_rate,
+        "bytes": result.path.stat().st_size,
+        "device": result.device,
+        "dtype": result.dtype,
+        "synth_s": round(result.synth_s, 3),
+        "fingerprint": fp,
+    }
+
+
+def progress_bar(total: int) -> Any:
+    """A tqdm bar on stderr, shown only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="seg", file=sys.stderr, disable=not sys.stderr.isatty())

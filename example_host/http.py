@@ -1,0 +1,162 @@
+"""The editor backend's TTS routes, as a FastAPI app: settings, engines and the listen button.
+
+``create_app(settings_path=None, pm=None)`` builds the app; ``python -m example_host serve``
+runs it with uvicorn. Errors are JSON ``{code, detail, hint}``: invalid input 422, missing
+config 404, model or device unavailable 503, anything else 500.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
+
+from . import engines
+from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore, UnknownConfigError
+
+UNPROCESSABLE = 422
+UNAVAILABLE_CODES = frozenset(
+    {
+        "model_not_found",
+        "model_invalid",
+        "unknown_model_key",
+        "model_to_device_failed",
+        "no_engine",
+    }
+)
+INVALID_CODES = frozenset(
+    {
+        "invalid_device",
+        "invalid_settings",
+        "invalid_request",
+        "empty_text",
+        "instruct_required",
+        "unknown_provider",
+    }
+)
+
+
+def status_for(code: str) -> int:
+    """The HTTP status for a ``TtsError`` code."""
+    if code in INVALID_CODES or code.startswith(("unsupported_", "ref_")):
+        return UNPROCESSABLE
+    if code in UNAVAILABLE_CODES:
+        return 503
+    if code == "unknown_config":
+        return 404
+    return 500
+
+
+class SettingsUpdate(BaseModel):
+    """A partial update of one config's extra_params; a null value removes the key."""
+
+    extra_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreviewBody(BaseModel):
+    """What the listen button sends."""
+
+    text: str
+    config_id: str = DEFAULT_CONFIG_ID
+    voice: Voice | None = None
+    generation: GenerationParams | None = None
+
+
+def create_app(
+    settings_path: str | Path | None = None, pm: pluggy.PluginManager | None = None
+) -> FastAPI:
+    """The app, reading ``settings_path`` (default: the CLI's) and the engines in ``pm``."""
+    store = SettingsStore(settings_path)
+    pm = pm or engines.plugin_manager()
+    app = FastAPI(title="example_host TTS routes")
+
+    @app.exception_handler(TtsError)
+    async def tts_error(request: Request, err: TtsError) -> JSONResponse:
+        return JSONResponse(err.to_dict(), status_code=status_for(err.code))
+
+    @app.exception_handler(UnknownConfigError)
+    async def unknown_config(request: Request, exc: UnknownConfigError) -> JSONResponse:
+        body = {"code": "unknown_config", "detail": str(exc), "hint": None}
+        return JSONResponse(body, status_code=404)
+
+    @app.exception_handler(SettingsFileError)
+    async def settings_file(request: Request, exc: SettingsFileError) -> JSONResponse:
+        body = {"code": "settings_file_invalid", "detail": str(exc), "hint": "Fix the file."}
+        return JSONResponse(body, status_code=500)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        body = {"code": "invalid_request", "detail": detail, "hint": None}
+        return JSONResponse(body, status_code=UNPROCESSABLE)
+
+    @app.get("/api/tts/engines")
+    def list_engines() -> list[dict[str, Any]]:
+        return [caps.model_dump(mode="json") for caps in engines.all_capabilities(pm)]
+
+    @app.get("/api/tts/settings")
+    def read_settings() -> dict[str, Any]:
+        return store.load()
+
+    @app.put("/api/tts/settings/{config_id}")
+    def update_settings(config_id: str, body: SettingsUpdate) -> dict[str, Any]:
+        config = store.config(config_id)
+        caps = engines.engine_for(pm, config["provider"])
+        warnings = engines.check_changes(caps, body.extra_params)
+        config = store.update_extra_params(config_id, body.extra_params)
+        return {"config_id": config_id, "config": config, "warnings": warnings}
+
+    @app.post("/api/tts/preview")
+    async def preview(body: PreviewBody) -> Response:
+        audio, result = await run_in_threadpool(_speak, pm, store, body)
+        return Response(audio, media_type="audio/wav", headers=_headers(result))
+
+    return app
+
+
+def _speak(
+    pm: pluggy.PluginManager, store: SettingsStore, body: PreviewBody
+) -> tuple[bytes, SynthesisResult]:
+    """Synthesise into a temp file, read it, delete it (runs in a worker thread).
+
+    The config's extra_params, Device included, reach the engine unchanged.
+    """
+    stored = store.config(body.config_id)
+    caps = engines.engine_for(pm, stored["provider"])
+    params = stored.get("extra_params", {})
+    voice = body.voice or Voice(mode=engines.default_voice_mode(caps, params))
+    with tempfile.TemporaryDirectory(prefix="example_host-preview-") as folder:
+        request = SynthesisRequest(
+            config=engines.engine_config(stored),
+            text=body.text,
+            out_path=Path(folder) / "preview.wav",
+            voice=voice,
+            generation=body.generation or GenerationParams(),
+        )
+        result = pm.hook.tts_synthesize(request=request)
+        if result is None:
+            raise TtsError("unknown_provider", f"no engine answered {stored['provider']!r}")
+        return result.path.read_bytes(), result
+
+
+def _headers(result: SynthesisResult) -> dict[str, str]:
+    """Where and how the audio was made, as response headers."""
+    return {
+        "X-TTS-Provider": result.provider,
+        "X-TTS-Device": result.device,
+        "X-TTS-Dtype": result.dtype,
+        "X-TTS-Attention": result.attn_implementation,
+        "X-TTS-Duration": f"{result.duration_s:.3f}",
+        "X-TTS-Sample-Rate": str(result.sample_rate),
+        "X-TTS-RTF": f"{result.rtf:.3f}",
+        "X-TTS-Synth-Seconds": f"{result.synth_s:.3f}",
+    }

@@ -1,0 +1,449 @@
+"""The example host's command line, driven in-process through ``example_host.cli.main``.
+
+Real engine, tiny checkpoint, temporary settings files; one subprocess test proves
+``python -m example_host`` works on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import structlog
+
+from example_host import logs
+from example_host.cli import main
+from example_host.scripts import parse_lines, parse_srt
+
+FAST = ["--max-new-tokens", "8", "--seed", "1"]
+
+
+@pytest.fixture(autouse=True)
+def reset_logging():
+    """main() configures logging for the process; put it back after each test."""
+    yield
+    logs.reset()
+
+
+def write_settings(path: Path, **extra_params) -> Path:
+    config = {"provider": "qwen3_tts", "enabled": True, "extra_params": extra_params}
+    path.write_text(json.dumps({"configs": {"qwen3_tts_default": config}}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path, tiny):
+    """A settings file pointing at the tiny custom_voice checkpoint, on the CPU."""
+    return write_settings(
+        tmp_path / "settings.json", ModelPath=str(tiny["custom_voice"]), Device="cpu"
+    )
+
+
+@pytest.fixture
+def host(capsys):
+    """Run the CLI in-process: host(*argv) -> (exit code, stdout, stderr)."""
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def extra_params(path: Path) -> dict:
+    return json.loads(path.read_text())["configs"]["qwen3_tts_default"]["extra_params"]
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_a_missing_settings_file_is_created_with_the_default_config(host, tmp_path):
+    path = tmp_path / "new" / "settings.json"
+    code, out, _ = host("--settings", path, "settings", "show", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data == json.loads(path.read_text())
+    config = data["configs"]["qwen3_tts_default"]
+    assert config["provider"] == "qwen3_tts" and config["enabled"] is True
+    assert config["extra_params"] == {"Device": "auto"}
+
+
+def test_settings_file_comes_from_the_environment(host, tmp_path, monkeypatch):
+    path = write_settings(tmp_path / "env.json", Speaker="ryan")
+    monkeypatch.setenv("EXAMPLE_HOST_SETTINGS", str(path))
+    code, out, _ = host("settings", "show")
+    assert code == 0
+    assert str(path) in out and "Speaker" in out and "ryan" in out
+
+
+def test_settings_set_reads_json_values_and_unset_removes(host, settings):
+    assert host("--settings", settings, "settings", "set", "XVectorOnly", "false")[0] == 0
+    assert host("--settings", settings, "settings", "set", "Speaker", "ryan")[0] == 0
+    assert host("--settings", settings, "settings", "set", "Device", "cuda:0")[0] == 0
+    params = extra_params(settings)
+    assert (params["XVectorOnly"], params["Speaker"], params["Device"]) == (False, "ryan", "cuda:0")
+    code, out, _ = host("--settings", settings, "settings", "unset", "Speaker")
+    assert code == 0 and "Speaker = (unset)" in out
+    assert host("--settings", settings, "settings", "set", "Device", "null")[0] == 0
+    assert "Speaker" not in extra_params(settings) and "Device" not in extra_params(settings)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("Device", "gpu", "does not match the pattern ^"),
+        ("Precision", "fp8", "'fp32'"),
+        ("XVectorOnly", "3", "boolean"),
+    ],
+)
+def test_settings_set_refuses_a_value_the_schema_rejects(host, settings, key, value, expected):
+    before = settings.read_bytes()
+    code, out, err = host("--settings", settings, "settings", "set", key, value)
+    assert code == 2 and out == ""
+    assert err.startswith(f"invalid_settings: {key}=")
+    assert "hint:" in err and expected in err
+    assert settings.read_bytes() == before
+
+
+def test_an_unknown_key_is_kept_with_a_warning(host, settings):
+    code, _, err = host("--settings", settings, "settings", "set", "OtherEngineVoice", "x")
+    assert code == 0 and "warning:" in err and "OtherEngineVoice" in err
+    assert extra_params(settings)["OtherEngineVoice"] == "x"
+
+
+def test_an_unknown_config_id_is_an_error(host, settings):
+    code, _, err = host("--settings", settings, "settings", "set", "Device", "cpu", "--config", "x")
+    assert code == 2 and "no config 'x'" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"configs": {\n  "a": }', "invalid JSON at line 2 column 8"),
+        ('{"configs": []}', 'expected an object with a "configs" object'),
+        ('{"configs": {"a": {"extra_params": {}}}}', 'configs.a needs a "provider" string'),
+    ],
+)
+def test_a_malformed_settings_file_is_reported_and_never_overwritten(
+    host, tmp_path, content, problem
+):
+    path = tmp_path / "settings.json"
+    path.write_text(content)
+    for argv in (["settings", "set", "Device", "cpu"], ["smoke"], ["settings", "show"]):
+        code, out, err = host("--settings", path, *argv)
+        assert code == 2 and out == ""
+        assert str(path) in err and problem in err
+        assert "Traceback" not in err
+    assert path.read_text() == content
+
+
+# --- engines --------------------------------------------------------------------------------
+
+
+def test_engines_table_and_json(host):
+    code, out, _ = host("engines")
+    assert code == 0
+    for word in ("qwen3_tts", "custom_voice", "voice_clone", "custom_0_6b", "cuda_not_available"):
+        assert word in out
+    code, out, _ = host("engines", "--json")
+    [caps] = json.loads(out)
+    assert caps["provider"] == "qwen3_tts" and caps["acceleration"]["preferred_device"] == "cpu"
+    assert {m["key"] for m in caps["models"]} >= {"custom_0_6b", "base_1_7b"}
+
+
+def test_no_engine_installed_is_said_clearly(host, settings, monkeypatch):
+    monkeypatch.setenv("AUTOCUT_TTS_PLUGINS", "")
+    for argv in (["engines"], ["smoke"], ["preview", "Hi"], ["settings", "set", "Device", "cpu"]):
+        code, out, err = host("--settings", settings, *argv)
+        assert code == 3 and out == ""
+        assert err.startswith("no_engine: no text-to-speech engine is installed")
+
+
+# --- smoke and the Device toggle ---------------------------------------------------------------
+
+
+def test_smoke_points_empty_settings_at_the_tiny_checkpoint(host, tmp_path, tiny):
+    path = tmp_path / "settings.json"
+    wav = tmp_path / "smoke.wav"
+    code, out, err = host("--settings", path, "smoke", "--out", wav, "--max-new-tokens", "8")
+    assert code == 0, err
+    assert extra_params(path) == {"Device": "auto", "ModelPath": str(tiny["custom_voice"])}
+    table = dict(line.split(None, 1) for line in out.splitlines()[1:])
+    assert (table["device"], table["device_source"], table["dtype"]) == (
+        "cpu",
+        "detected",
+        "float32",
+    )
+    assert table["attention"] == "sdpa" and table["wav"] == str(wav)
+    assert {"load_s", "cached", "synth_s", "rtf"} <= table.keys()
+    assert sf.info(str(wav)).samplerate == 24_000
+    # The second run keeps the configured model and says nothing about the checkpoint.
+    code, out, _ = host("--settings", path, "smoke", "--out", wav, "--max-new-tokens", "8")
+    assert code == 0 and "tiny checkpoint" not in out and "cached         true" in out
+
+
+def test_device_toggle_cpu_then_cuda_fails_then_auto_works(host, settings, tmp_path):
+    def smoke(name):
+        return host("--settings", settings, "smoke", "--out", tmp_path / name, *FAST)
+
+    code, out, _ = smoke("cpu.wav")
+    assert code == 0 and "device_source  config" in out
+    assert host("--settings", settings, "settings", "set", "Device", "cuda:0")[0] == 0
+
+    code, out, err = smoke("cuda.wav")
+    assert code == 2 and out == ""
+    lines = [line for line in err.splitlines() if not line.startswith(("20", "{"))]
+    assert any(line.startswith("model_to_device_failed: cuda:0") for line in lines)
+    assert any(line.startswith("hint: ") and "Device=cpu" in line for line in lines)
+    assert "Traceback" not in err
+    assert not (tmp_path / "cuda.wav").exists()
+
+    code, out, err = host(
+        "--settings", settings, "preview", "Hello.", "--out", tmp_path / "p.wav", *FAST
+    )
+    assert code == 2 and "model_to_device_failed" in err and not (tmp_path / "p.wav").exists()
+
+    assert host("--settings", settings, "settings", "set", "Device", "auto")[0] == 0
+    code, out, _ = smoke("auto.wav")
+    assert code == 0 and "device_source  detected" in out and (tmp_path / "auto.wav").is_file()
+
+
+def test_debug_shows_the_traceback(host, settings, tmp_path):
+    host("--settings", settings, "settings", "set", "Device", "cuda:0")
+    code, _, err = host("--settings", settings, "smoke", "--debug", "--out", tmp_path / "x.wav")
+    assert code == 2 and "Traceback" in err and "model_to_device_failed" in err
+
+
+# --- preview --------------------------------------------------------------------------------
+
+
+def test_preview_prints_one_line_and_writes_the_wav(host, settings, tmp_path):
+    out_wav = tmp_path / "listen.wav"
+    code, out, _ = host(
+        "--settings", settings, "preview", "Hello there.", "--speaker", "Ryan",
+        "--language", "English", "--out", out_wav, *FAST,
+    )  # fmt: skip
+    assert code == 0
+    [line] = out.splitlines()
+    path, *fields = line.split()
+    values = dict(field.split("=") for field in fields)
+    assert Path(path) == out_wav and values["device"] == "cpu" and values["dtype"] == "float32"
+    info = sf.info(str(out_wav))
+    assert float(values["duration"].rstrip("s")) == pytest.approx(
+        info.frames / info.samplerate, abs=0.01
+    )
+    assert float(values["rtf"]) > 0
+
+
+def test_preview_reports_an_engine_error(host, settings, tmp_path):
+    code, out, err = host(
+        "--settings", settings, "preview", "Hi", "--speaker", "nobody",
+        "--out", tmp_path / "x.wav", *FAST,
+    )  # fmt: skip
+    assert code == 2 and out == "" and "unsupported_speaker" in err
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_log_json_renders_structlog_and_stdlib_records_to_stderr(capsys):
+    logs.configure(json_lines=True, level=logging.INFO)
+    structlog.get_logger("example_host.test").info("host.test", answer=42)
+    structlog.get_logger("example_host.test").debug("host.hidden")
+    logging.getLogger("some.library").warning("careful")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    events = [json.loads(line) for line in captured.err.splitlines()]
+    assert [(e["event"], e["level"]) for e in events] == [
+        ("host.test", "info"),
+        ("careful", "warning"),
+    ]
+    assert events[0]["answer"] == 42 and events[1]["logger"] == "some.library"
+
+
+# --- dub ------------------------------------------------------------------------------------
+
+
+SCRIPT = "First line.\n\nSecond line.\r\nThird line.\n   \nFourth line.\nFifth line.\n"
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def summary(out: str) -> dict:
+    rows = (line for line in out.splitlines() if not re.match(r"failed +segment \d+:", line))
+    return dict(line.split(None, 1) for line in rows)
+
+
+def test_dub_a_script_then_resume_touches_nothing(host, settings, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text(SCRIPT)
+    out_dir = tmp_path / "dub"
+    code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    assert code == 0
+    counts = summary(out)
+    assert (counts["segments"], counts["ok"], counts["resumed"], counts["failed"]) == (
+        "5", "5", "0", "0",
+    )  # fmt: skip
+    manifest = manifest_of(out_dir)
+    entries = manifest["segments"]
+    assert [e["segment"] for e in entries] == [1, 2, 3, 4, 5]
+    assert [e["text"] for e in entries][:2] == ["First line.", "Second line."]
+    for entry in entries:
+        assert entry["status"] == "ok" and entry["path"] == f"seg_{entry['segment']:04d}.wav"
+        info = sf.info(str(out_dir / entry["path"]))
+        assert entry["duration_s"] == pytest.approx(info.frames / info.samplerate)
+        assert entry["start_s"] is None and entry["end_s"] is None
+    assert float(counts["audio"].split()[0]) == pytest.approx(
+        sum(e["duration_s"] for e in entries), abs=0.01
+    )
+    stamps = {p.name: p.stat().st_mtime_ns for p in out_dir.glob("seg_*.wav")}
+
+    code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    assert code == 0 and (summary(out)["ok"], summary(out)["resumed"]) == ("0", "5")
+    assert {p.name: p.stat().st_mtime_ns for p in out_dir.glob("seg_*.wav")} == stamps
+    assert manifest_of(out_dir)["segments"] == entries
+
+    # A changed line is done again, the others are not.
+    script.write_text(SCRIPT.replace("Third line.", "Third line, rewritten."))
+    code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    assert (summary(out)["ok"], summary(out)["resumed"]) == ("1", "4")
+
+
+def test_dub_redoes_lost_or_damaged_wavs_and_changed_settings(host, settings, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("One.\nTwo.\n")
+    out_dir = tmp_path / "dub"
+    host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    (out_dir / "seg_0002.wav").write_bytes(b"RIFF")
+    code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    assert code == 0 and (summary(out)["ok"], summary(out)["resumed"]) == ("1", "1")
+    (out_dir / "seg_0001.wav").unlink()
+    code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    assert code == 0 and (summary(out)["ok"], summary(out)["resumed"]) == ("1", "1")
+    fast_other_seed = ["--max-new-tokens", "8", "--seed", "2"]
+    code, out, _ = host(
+        "--settings", settings, "dub", script, "--out-dir", out_dir, *fast_other_seed
+    )
+    assert code == 0 and (summary(out)["ok"], summary(out)["resumed"]) == ("2", "0")
+
+
+SRT = (
+    "\ufeff1\r\n00:00:01,000 --> 00:00:02,500\r\n<i>Hello</i> there,\r\nfriend.\r\n\r\n"
+    "2\r\n00:00:03,000 --> 00:00:04,000\r\n\r\n"
+    "4\r\n00:00:05,000 --> 00:00:06,250\r\n{\\an8}Last <b>cue</b>.\r\n"
+)
+
+
+def test_parse_srt_handles_bom_crlf_tags_multiline_and_empty_cues():
+    segments = parse_srt(SRT)
+    assert [(s.number, s.text, s.start_s, s.end_s) for s in segments] == [
+        (1, "Hello there, friend.", 1.0, 2.5),
+        (2, "", 3.0, 4.0),
+        (4, "Last cue.", 5.0, 6.25),
+    ]
+    # Missing blank lines and a missing index still parse.
+    loose = "00:00:01,000 --> 00:00:02,000\nA\n2\n00:00:02,000 --> 00:00:03,000\nB\n"
+    assert [(s.number, s.text) for s in parse_srt(loose)] == [(1, "A"), (2, "B")]
+
+
+def test_parse_lines_passes_text_through_and_skips_blank_lines():
+    assert [(s.number, s.text) for s in parse_lines(" a \n\n\t\n\u3000\nb")] == [
+        (1, "a"),
+        (2, "\u3000"),
+        (3, "b"),
+    ]
+
+
+def test_dub_an_srt_skips_the_empty_cue(host, settings, tmp_path):
+    script = tmp_path / "subs.srt"
+    script.write_bytes(SRT.encode("utf-8"))
+    out_dir = tmp_path / "dub"
+    code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    assert code == 0
+    assert (summary(out)["ok"], summary(out)["skipped"], summary(out)["failed"]) == ("2", "1", "0")
+    entries = {e["segment"]: e for e in manifest_of(out_dir)["segments"]}
+    assert entries[1]["text"] == "Hello there, friend."
+    assert (entries[1]["start_s"], entries[1]["end_s"], entries[1]["status"]) == (1.0, 2.5, "ok")
+    assert entries[2]["status"] == "skipped" and entries[2]["path"] is None
+    assert entries[4]["path"] == "seg_0004.wav"
+    assert sorted(p.name for p in out_dir.glob("*.wav")) == ["seg_0001.wav", "seg_0004.wav"]
+
+
+def test_dub_keep_going_reports_the_failing_segment(host, settings, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("One.\n\u3000\nThree.\n")  # a line of ideographic space: nothing to say
+    out_dir = tmp_path / "dub"
+    code, out, _ = host(
+        "--settings", settings, "dub", script, "--out-dir", out_dir, "--keep-going", *FAST
+    )
+    assert code == 1
+    assert (summary(out)["ok"], summary(out)["failed"]) == ("2", "1")
+    assert "failed   segment 2: empty_text:" in out
+    entry = manifest_of(out_dir)["segments"][1]
+    assert entry["status"] == "failed" and entry["error"]["code"] == "empty_text"
+    assert not (out_dir / "seg_0002.wav").exists()
+
+
+def test_dub_without_keep_going_stops_at_the_first_failure(host, settings, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("One.\n\u3000\nThree.\n")
+    out_dir = tmp_path / "dub"
+    code, out, err = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    assert code == 2 and err.splitlines()[-1].startswith("empty_text: ")
+    assert (summary(out)["ok"], summary(out)["failed"], summary(out)["pending"]) == ("1", "1", "1")
+    statuses = [e["status"] for e in manifest_of(out_dir)["segments"]]
+    assert statuses == ["ok", "failed", "pending"]
+
+
+def test_dub_on_an_unusable_gpu_fails_every_segment(host, settings, tmp_path):
+    host("--settings", settings, "settings", "set", "Device", "cuda:0")
+    script = tmp_path / "script.txt"
+    script.write_text("One.\nTwo.\n")
+    out_dir = tmp_path / "dub"
+    code, out, _ = host(
+        "--settings", settings, "dub", script, "--out-dir", out_dir, "--keep-going", *FAST
+    )
+    assert code == 1 and summary(out)["failed"] == "2"
+    assert out.count("model_to_device_failed: cuda:0") == 2
+    assert list(out_dir.glob("*.wav")) == []
+
+
+def test_dub_refuses_a_missing_script(host, settings, tmp_path):
+    code, _, err = host("--settings", settings, "dub", tmp_path / "nope.txt", "--out-dir", tmp_path)
+    assert code == 2 and "script not found" in err
+
+
+# --- the real entry point -----------------------------------------------------------------------
+
+
+def test_python_m_example_host_smoke_end_to_end(tmp_path, tiny):
+    settings = tmp_path / "settings.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EXAMPLE_HOST_SETTINGS": str(settings)}
+    wav = tmp_path / "smoke.wav"
+    proc = subprocess.run(
+        [sys.executable, "-m", "example_host", "--log-json", "-v", "smoke", "--out", str(wav)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # stdout holds the results alone: the checkpoint line, then the decision table.
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("no model configured: using the tiny checkpoint")
+    assert lines[-1] == f"wav            {wav}"
+    assert all(len(line.split(None, 1)) == 2 for line in lines[1:])
+    assert sf.info(str(wav)).frames > 0
+    assert extra_params(settings)["ModelPath"] == str(tiny["custom_voice"])
+    # Logs went to stderr as JSON lines, the engine's included.
+    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    done = [e for e in events if e["event"] == "tts.synthesize.done"]
+    assert done and done[0]["provider"] == "qwen3_tts" and done[0]["device"] == "cpu"

@@ -1,0 +1,155 @@
+"""The example host's HTTP routes via FastAPI's TestClient: settings, engines, preview, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+import hookspecs
+from example_host.http import create_app, status_for
+
+with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what the dev extra installs
+    warnings.filterwarnings("ignore", message=".*httpx2")
+    from fastapi.testclient import TestClient
+
+FAST = {"max_new_tokens": 8, "seed": 1}
+
+
+@pytest.fixture
+def settings(tmp_path, tiny):
+    path = tmp_path / "settings.json"
+    config = {
+        "provider": "qwen3_tts",
+        "enabled": True,
+        "extra_params": {"ModelPath": str(tiny["custom_voice"]), "Device": "cpu"},
+    }
+    path.write_text(json.dumps({"configs": {"qwen3_tts_default": config}}))
+    return path
+
+
+@pytest.fixture
+def client(settings, pm):
+    with TestClient(create_app(settings, pm=pm)) as test_client:
+        yield test_client
+
+
+def preview_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("example_host-preview-*"))
+
+
+def test_get_settings_and_engines(client, settings):
+    assert client.get("/api/tts/settings").json() == json.loads(settings.read_text())
+    [caps] = client.get("/api/tts/engines").json()
+    assert caps["provider"] == "qwen3_tts" and "Device" in caps["settings_schema"]["properties"]
+
+
+def test_put_settings_updates_removes_and_warns(client, settings):
+    body = {"extra_params": {"Speaker": "ryan", "Device": None, "OtherEngineKey": 1}}
+    response = client.put("/api/tts/settings/qwen3_tts_default", json=body)
+    assert response.status_code == 200
+    saved = json.loads(settings.read_text())["configs"]["qwen3_tts_default"]["extra_params"]
+    assert saved["Speaker"] == "ryan" and saved["OtherEngineKey"] == 1 and "Device" not in saved
+    assert response.json()["config"]["extra_params"] == saved
+    assert any("OtherEngineKey" in warning for warning in response.json()["warnings"])
+
+
+def test_put_a_bad_device_is_refused_and_nothing_saved(client, settings):
+    before = settings.read_bytes()
+    body = {"extra_params": {"Speaker": "ryan", "Device": "gpu"}}
+    response = client.put("/api/tts/settings/qwen3_tts_default", json=body)
+    assert response.status_code == 422
+    error = response.json()
+    assert error["code"] == "invalid_settings" and "Device='gpu'" in error["detail"]
+    assert error["hint"].startswith("Device: ")
+    assert settings.read_bytes() == before
+
+
+def test_put_to_an_unknown_config_is_404(client):
+    response = client.put("/api/tts/settings/nope", json={"extra_params": {"Device": "cpu"}})
+    assert response.status_code == 404 and response.json()["code"] == "unknown_config"
+
+
+def test_preview_returns_a_wav_with_headers_and_leaves_no_file(client):
+    before = preview_dirs()
+    body = {"text": "Hello there.", "voice": {"speaker": "ryan"}, "generation": FAST}
+    response = client.post("/api/tts/preview", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "audio/wav"
+    audio, rate = sf.read(io.BytesIO(response.content))
+    assert rate == int(response.headers["X-TTS-Sample-Rate"]) == 24_000
+    assert len(audio) / rate == pytest.approx(float(response.headers["X-TTS-Duration"]), abs=1e-3)
+    assert response.headers["X-TTS-Device"] == "cpu"
+    assert response.headers["X-TTS-Dtype"] == "float32"
+    assert float(response.headers["X-TTS-RTF"]) > 0
+    assert preview_dirs() == before
+
+
+def test_device_from_settings_reaches_the_engine_unchanged(client):
+    """cuda:0 on this machine: 503 model_to_device_failed with its hint; auto works again."""
+    put = client.put(
+        "/api/tts/settings/qwen3_tts_default", json={"extra_params": {"Device": "cuda:0"}}
+    )
+    assert put.status_code == 200
+    before = preview_dirs()
+    response = client.post("/api/tts/preview", json={"text": "Hello.", "generation": FAST})
+    assert response.status_code == 503
+    error = response.json()
+    assert error["code"] == "model_to_device_failed" and error["detail"].startswith("cuda:0")
+    assert "Device=cpu" in error["hint"]
+    assert preview_dirs() == before
+
+    client.put("/api/tts/settings/qwen3_tts_default", json={"extra_params": {"Device": "auto"}})
+    response = client.post("/api/tts/preview", json={"text": "Hello.", "generation": FAST})
+    assert response.status_code == 200 and response.headers["X-TTS-Device"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"text": "   ", "generation": FAST}, "empty_text"),
+        ({"text": "Hi", "voice": {"speaker": "nobody"}, "generation": FAST}, "unsupported_speaker"),
+        ({"text": "Hi", "generation": {"max_new_tokens": 0}}, "invalid_request"),
+        ({"voice": {}}, "invalid_request"),
+    ],
+)
+def test_invalid_preview_input_is_422(client, body, code):
+    response = client.post("/api/tts/preview", json=body)
+    assert response.status_code == 422 and response.json()["code"] == code
+
+
+def test_a_missing_model_is_503(client, tmp_path):
+    body = {"extra_params": {"ModelPath": str(tmp_path / "missing")}}
+    assert client.put("/api/tts/settings/qwen3_tts_default", json=body).status_code == 200
+    response = client.post("/api/tts/preview", json={"text": "Hi", "generation": FAST})
+    assert response.status_code == 503 and response.json()["code"] == "model_not_found"
+
+
+def test_no_engine_installed_is_503(settings):
+    app = create_app(settings, pm=hookspecs.plugin_manager(load_entrypoints=False))
+    with TestClient(app) as client:
+        response = client.get("/api/tts/engines")
+        assert response.status_code == 503 and response.json()["code"] == "no_engine"
+        response = client.post("/api/tts/preview", json={"text": "Hi"})
+        assert response.status_code == 503
+
+
+def test_a_malformed_settings_file_is_500_and_kept(tmp_path, pm):
+    path = tmp_path / "settings.json"
+    path.write_text("{nope")
+    with TestClient(create_app(path, pm=pm)) as client:
+        response = client.get("/api/tts/settings")
+    assert response.status_code == 500 and response.json()["code"] == "settings_file_invalid"
+    assert path.read_text() == "{nope"
+
+
+def test_status_mapping():
+    assert status_for("invalid_device") == status_for("ref_text_required") == 422
+    assert status_for("unsupported_mode") == status_for("unknown_provider") == 422
+    assert status_for("unknown_model_key") == status_for("model_invalid") == 503
+    assert status_for("synthesis_failed") == status_for("invalid_audio") == 500
