@@ -5,24 +5,53 @@ and ``pm.hook.tts_synthesize(...)``. Engines implement those hooks with ``@hooki
 under the ``autocut_tts`` entry-point group. Importing this package never imports torch.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import TtsError
 from .manager import plugin_manager
 from .markers import PROJECT, hookimpl, hookspec
-from .models import (
-    AccelerationStatus,
-    Capabilities,
-    DType,
-    EngineConfig,
-    GenerationParams,
-    GpuInfo,
-    LoadResult,
-    ModelInfo,
-    SynthesisRequest,
-    SynthesisResult,
-    Voice,
-    VoiceMode,
-)
 from .specs import tts_capabilities, tts_load, tts_synthesize
+
+_MODELS = (
+    "AccelerationStatus",
+    "Capabilities",
+    "DType",
+    "EngineConfig",
+    "GenerationParams",
+    "GpuInfo",
+    "LoadResult",
+    "ModelInfo",
+    "SynthesisRequest",
+    "SynthesisResult",
+    "Voice",
+    "VoiceMode",
+)
+
+if TYPE_CHECKING:
+    from .models import (
+        AccelerationStatus,
+        Capabilities,
+        DType,
+        EngineConfig,
+        GenerationParams,
+        GpuInfo,
+        LoadResult,
+        ModelInfo,
+        SynthesisRequest,
+        SynthesisResult,
+        Voice,
+        VoiceMode,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The data models load on first use: a host's start-up (plugin_manager) skips pydantic."""
+    if name in _MODELS:
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PROJECT",

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .markers import hookspec
-from .models import Capabilities, EngineConfig, LoadResult, SynthesisRequest, SynthesisResult
+
+if TYPE_CHECKING:  # annotations only: plugin_manager() stays free of pydantic's start-up cost
+    from .models import (
+        Capabilities,
+        EngineConfig,
+        LoadResult,
+        SynthesisRequest,
+        SynthesisResult,
+    )
 
 
 @hookspec
