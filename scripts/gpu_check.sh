@@ -21,7 +21,7 @@ printf '[autocut_tts]\nqwen3_tts = qwen3tts_plugin.hooks\n' \
 export PYTHONPATH="$site:$PWD" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GPU_CHECK_OUT="$out"
 export QWEN3TTS_TINY_CACHE=/tmp/qwen3tts-tiny
 "$python" -m qwen3tts_plugin doctor --json > "$out/doctor.json" 2> "$out/doctor.log"
-"$python" -m pytest -m gpu -p no:cacheprovider -q -rs tests/test_gpu.py \
+"$python" -m pytest -m gpu -p no:cacheprovider -q -rs tests/test_gpu.py tests/test_benchmarks_gpu_real.py \
     --junitxml="$out/junit.xml" 2>&1 | tee "$out/pytest.log"
 status=${PIPESTATUS[0]}
 summary=$(tail -n 1 "$out/pytest.log")

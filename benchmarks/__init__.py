@@ -1,0 +1,1 @@
+"""Benchmarks: what the plugin costs on top of qwen_tts. Run ``python -m benchmarks run``."""

@@ -1,0 +1,147 @@
+"""``python -m benchmarks run [--quick] [--json OUT]``: every figure, one table, one JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+QUICK = {
+    "reg": 5,
+    "overhead": 5,
+    "tokens": 8,
+    "cached": 200,
+    "threads": 16,
+    "calls": 4,
+    "conc_tokens": 4,
+    "cold": 1,
+}
+FULL = {
+    "reg": 15,
+    "overhead": 15,
+    "tokens": 16,
+    "cached": 2000,
+    "threads": 16,
+    "calls": 4,
+    "conc_tokens": 8,
+    "cold": 3,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run every benchmark and print a table")
+    run.add_argument("--quick", action="store_true", help="fewer repeats (under 3 minutes)")
+    run.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    _quiet_logs()
+    results = run_all(QUICK if args.quick else FULL)
+    print(render(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def run_all(p: dict[str, int]) -> dict[str, Any]:
+    from qwen3tts_plugin.testing import tiny_checkpoint
+
+    from . import cold_start, gpu, per_call, registration
+
+    started = time.perf_counter()
+    model_dir = tiny_checkpoint("custom_voice")
+    results: dict[str, Any] = {"machine": machine()}
+    results["registration"] = registration.run(p["reg"])
+    results["per_call_overhead"] = per_call.overhead(model_dir, p["overhead"], p["tokens"])
+    results["cached_load"] = per_call.cached_load(model_dir, p["cached"])
+    results["concurrency"] = per_call.concurrency(
+        model_dir, p["threads"], p["calls"], p["conc_tokens"]
+    )
+    results["cold_start"] = cold_start.run(model_dir, p["cold"], p["tokens"])
+    results["gpu"] = gpu.run(quick=p is QUICK)
+    results["wall_s"] = time.perf_counter() - started
+    return results
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def render(r: dict[str, Any]) -> str:
+    def ms(t: dict[str, float]) -> str:
+        return f"{t['median'] * 1e3:8.2f} ms  (min {t['min'] * 1e3:.2f}, max {t['max'] * 1e3:.2f})"
+
+    def ok(flag: bool) -> str:
+        return "met" if flag else "NOT met"
+
+    reg, ovh, cache = r["registration"], r["per_call_overhead"], r["cached_load"]
+    conc, cold = r["concurrency"], r["cold_start"]["phases"]
+    m = r["machine"]
+    lines = [
+        f"machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU {m['cuda']}",
+        "",
+        "1. registration (fresh interpreter)",
+        f"   import pluggy, pydantic, structlog   {ms(reg['baseline'])}",
+        f"   the same + hookspecs.plugin_manager() {ms(reg['plugin_manager'])}",
+        f"   extra                                 {reg['extra_s'] * 1e3:8.2f} ms  target < 30 ms:"
+        f" {ok(reg['met'])}; heavy modules imported: {reg['heavy_imported'] or 'none'}",
+        f"2. per call ({ovh['max_new_tokens']} frames, tiny custom_voice, CPU)",
+        f"   pm.hook.tts_synthesize               {ms(ovh['hook'])}",
+        f"   qwen_tts + soundfile.write            {ms(ovh['direct'])}",
+        f"   ratio                                 {ovh['ratio']:8.3f}     target <= 1.03:"
+        f" {ok(ovh['met'])} ({ovh['overhead_ms']:+.2f} ms)",
+        "3. cached tts_load",
+        f"   pm.hook.tts_load (unchanged)          {ms(cache['timing'])}  target < 1 ms:"
+        f" {ok(cache['met'])}; cached={cache['all_cached']}",
+        f"4. concurrency ({conc['threads']} threads x {conc['calls_per_thread']} calls)",
+        f"   sequential {conc['sequential_s']:.2f} s, concurrent {conc['concurrent_s']:.2f} s"
+        f" (ratio {conc['ratio']:.2f}), errors {conc['errors']}, loads {conc['loads']}:"
+        f" {ok(conc['met'])}",
+        "5. cold start (fresh process, first synthesis)",
+    ]
+    for phase in ("registration_s", "imports_and_probe_s", "load_s", "synth_s", "total_s"):
+        t = cold[phase]
+        lines.append(
+            f"   {phase:<36} {t['median']:8.3f} s  (min {t['min']:.3f}, max {t['max']:.3f})"
+        )
+    lines.append("6. GPU")
+    gpu = r["gpu"]
+    if gpu.get("skipped"):
+        lines.append(f"   skipped: {gpu['skipped']}")
+    else:
+        for row in gpu["rows"]:
+            lines.append("   " + row)
+    lines.append(f"\nwall time {r['wall_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def _quiet_logs() -> None:
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+    )
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
