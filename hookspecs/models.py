@@ -120,7 +120,11 @@ class SynthesisResult(_Model):
     device: str = Field(description="Device the model ran on, e.g. 'cuda:0' or 'cpu'.")
     dtype: DType = Field(description="Precision the model was loaded in.")
     attn_implementation: str = Field(description="Attention kernel, e.g. 'sdpa'.")
-    load_s: float = Field(ge=0, description="Seconds spent loading; 0.0 if already resident.")
+    load_s: float = Field(
+        ge=0,
+        description="Seconds spent placing the model (one-time imports not included); 0.0 "
+        "when it was already resident.",
+    )
     synth_s: float = Field(ge=0, description="Seconds spent generating and writing the audio.")
     rtf: float = Field(
         ge=0, description="Real-time factor: synth_s / duration_s; below 1 is faster."
@@ -139,7 +143,11 @@ class LoadResult(_Model):
     )
     dtype: DType = Field(description="Precision the model was loaded in.")
     attn_implementation: str = Field(description="Attention kernel, e.g. 'sdpa'.")
-    load_s: float = Field(ge=0, description="Seconds this call spent loading (tiny when cached).")
+    load_s: float = Field(
+        ge=0,
+        description="Seconds spent placing the model (one-time imports not included); "
+        "when cached, this call's whole (tiny) time.",
+    )
     cached: bool = Field(description="True when the model was already resident as configured.")
 
 

@@ -107,11 +107,11 @@ class Engine:
             log.warning("tts.load.failed", code=err.code, detail=err.detail)
             raise
         resident = self._resident
-        cached = resident is not None and resident.key == prepared.key
-        if not cached:
+        load_s = None
+        if resident is None or resident.key != prepared.key:
             with self._lock:
                 resident, load_s = self._ensure(prepared)
-            cached = load_s is None  # another call loaded it while this one waited
+        cached = load_s is None  # resident already, or loaded by another call while this waited
         return LoadResult(
             provider=PROVIDER,
             model=prepared.model.model,
@@ -120,7 +120,7 @@ class Engine:
             device_source=prepared.plan.source,
             dtype=resident.plan.dtype,
             attn_implementation=resident.plan.attn_implementation,
-            load_s=time.perf_counter() - started,
+            load_s=time.perf_counter() - started if cached else load_s,
             cached=cached,
         )
 
