@@ -45,6 +45,7 @@ class DubReport:
     audio_s: float = 0.0
     wall_s: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    skipped_segments: list[int] = field(default_factory=list)
     stopped_by: TtsError | None = None
 
     @property
@@ -162,6 +163,7 @@ def dub(
         status = entries[segment.number]["status"]
         if status == "skipped":
             report.skipped += 1
+            report.skipped_segments.append(segment.number)
         elif status == "ok":
             report.resumed += 1
             report.audio_s += entries[segment.number]["duration_s"]

@@ -131,7 +131,7 @@ def preview_line(result: SynthesisResult) -> str:
 
 
 def dub_summary(report: DubReport) -> str:
-    """Counts by outcome, audio and wall time, then one line per failed segment."""
+    """Counts by outcome, audio and wall time, the skipped segments, one line per failure."""
     rows: list[tuple[str, Any]] = [
         ("segments", report.total),
         ("ok", report.ok),
@@ -147,6 +147,9 @@ def dub_summary(report: DubReport) -> str:
         ("manifest", report.manifest),
     ]
     lines = [pairs(rows)]
+    if report.skipped_segments:
+        numbers = ", ".join(str(n) for n in report.skipped_segments)
+        lines.append(f"skipped  segment {numbers}: no text")
     for entry in report.failures:
         error = entry["error"]
         lines.append(f"failed   segment {entry['segment']}: {error['code']}: {error['detail']}")

@@ -278,7 +278,8 @@ def manifest_of(folder: Path) -> dict:
 
 
 def summary(out: str) -> dict:
-    rows = (line for line in out.splitlines() if not re.match(r"failed +segment \d+:", line))
+    per_segment = re.compile(r"(failed|skipped) +segment \d")
+    rows = (line for line in out.splitlines() if not per_segment.match(line))
     return dict(line.split(None, 1) for line in rows)
 
 
@@ -369,6 +370,7 @@ def test_dub_an_srt_skips_the_empty_cue(host, settings, tmp_path):
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
     assert code == 0
     assert (summary(out)["ok"], summary(out)["skipped"], summary(out)["failed"]) == ("2", "1", "0")
+    assert "skipped  segment 2: no text" in out.splitlines()
     entries = {e["segment"]: e for e in manifest_of(out_dir)["segments"]}
     assert entries[1]["text"] == "Hello there, friend."
     assert (entries[1]["start_s"], entries[1]["end_s"], entries[1]["status"]) == (1.0, 2.5, "ok")
