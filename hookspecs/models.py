@@ -149,6 +149,11 @@ class LoadResult(_Model):
         "when cached, this call's whole (tiny) time.",
     )
     cached: bool = Field(description="True when the model was already resident as configured.")
+    voice_modes: list[VoiceMode] = Field(
+        default_factory=list,
+        description="Voice modes the loaded model speaks; the first is its own (a host can "
+        "use it when the user chose none).",
+    )
 
 
 class GpuInfo(_Model):

@@ -17,6 +17,9 @@ from hookspecs import TtsError
 
 from .hints import FP32_HINT
 
+MIN_REFERENCE_S = 0.5
+"""Shorter references fail inside qwen_tts's feature extraction (and could not carry a voice)."""
+
 
 def read_reference(path: Path) -> tuple[np.ndarray, int]:
     """A mono float32 waveform and its rate from any file soundfile or librosa can read."""
@@ -29,6 +32,13 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
         audio, rate = _read_with_librosa(path)
     if audio.size == 0 or not np.isfinite(audio).all():
         raise TtsError("ref_audio_invalid", f"reference audio {path} is empty or not finite")
+    if audio.size < MIN_REFERENCE_S * rate:
+        raise TtsError(
+            "ref_audio_invalid",
+            f"reference audio {path} is {audio.size / rate:.2f} s long; at least "
+            f"{MIN_REFERENCE_S} s is needed",
+            "Use 3 to 10 seconds of clean speech.",
+        )
     peak = float(np.abs(audio).max())
     if peak > 1.0:
         # Out-of-range float audio: qwen_tts's mel code would print a warning on stdout.

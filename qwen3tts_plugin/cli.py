@@ -39,11 +39,11 @@ def doctor_report(
     device: str | None = None, precision: str | None = None, attention: str | None = None
 ) -> dict[str, Any]:
     """Status, decision and advice as JSON-ready data; ``usable`` says whether a load could work."""
-    from .devices import acceleration_status, decide
+    from .devices import decide, probe
     from .loading import check_device
     from .settings import parse_settings
 
-    status = acceleration_status()
+    status = probe(free_memory=True)
     extra = {"Device": device, "Precision": precision, "Attention": attention}
     report: dict[str, Any] = {
         "acceleration": status.model_dump(mode="json"),
@@ -99,10 +99,12 @@ def render(report: dict[str, Any]) -> str:
     ]
     for gpu in acc["gpus"]:
         cc = ".".join(map(str, gpu["compute_capability"]))
+        free = gpu["free_memory_bytes"]
+        free_text = f" ({free / 1024**3:.1f} GiB free)" if free is not None else ""
         rows.append(
             (
                 f"  cuda:{gpu['index']}",
-                f"{gpu['name']}, {gpu['total_memory_bytes'] / 1024**3:.1f} GiB, "
+                f"{gpu['name']}, {gpu['total_memory_bytes'] / 1024**3:.1f} GiB{free_text}, "
                 f"compute capability {cc}, bf16 {'yes' if gpu['bf16_supported'] else 'no'}",
             )
         )

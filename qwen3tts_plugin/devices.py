@@ -49,8 +49,12 @@ def acceleration_status(refresh: bool = False) -> AccelerationStatus:
         return _status
 
 
-def probe() -> AccelerationStatus:
-    """Ask torch what it can use. A failure becomes a reason, never an exception."""
+def probe(free_memory: bool = False) -> AccelerationStatus:
+    """Ask torch what it can use. A failure becomes a reason, never an exception.
+
+    ``free_memory`` also asks each GPU for its free memory; that creates a CUDA context (a few
+    hundred MB) on every GPU, so only ``doctor`` asks, never a settings page.
+    """
     facts: dict[str, Any] = {
         "os": {
             "system": platform.system(),
@@ -78,7 +82,7 @@ def probe() -> AccelerationStatus:
         elif facts["device_count"] == 0:
             reasons.append("cuda_device_not_found")
         else:
-            gpus = [_gpu_info(torch, index) for index in range(facts["device_count"])]
+            gpus = [_gpu_info(torch, index, free_memory) for index in range(facts["device_count"])]
     except (RuntimeError, AssertionError, OSError) as exc:
         log.warning("tts.device.query_failed", error=repr(exc))
         reasons.append("cuda_device_query_failed")
@@ -87,12 +91,14 @@ def probe() -> AccelerationStatus:
     return _status_from(facts, reasons, gpus)
 
 
-def _gpu_info(torch: Any, index: int) -> GpuInfo:
+def _gpu_info(torch: Any, index: int, free_memory: bool) -> GpuInfo:
     props = torch.cuda.get_device_properties(index)
-    try:
-        free, _total = torch.cuda.mem_get_info(index)
-    except RuntimeError:
-        free = None
+    free = None
+    if free_memory:
+        try:
+            free, _total = torch.cuda.mem_get_info(index)
+        except RuntimeError as exc:
+            log.warning("tts.device.free_memory_unknown", index=index, error=repr(exc))
     capability = tuple(torch.cuda.get_device_capability(index))
     return GpuInfo(
         index=index,
@@ -280,4 +286,12 @@ def _gpu_for(device: str, status: AccelerationStatus) -> GpuInfo | None:
 
 def device_unusable_error(device: str, exc: BaseException) -> TtsError:
     """``model_to_device_failed`` carrying the original error and the troubleshooting hint."""
-    return TtsError("model_to_device_failed", f"{device}: {type(exc).__name__}: {exc}", DEVICE_HINT)
+    return TtsError(
+        "model_to_device_failed", f"{device}: {type(exc).__name__}: {first_line(exc)}", DEVICE_HINT
+    )
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An error's first line, cut to ``limit`` characters (torch's can run to kilobytes)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

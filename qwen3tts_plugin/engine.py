@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hookspecs import (
+    AccelerationStatus,
     Capabilities,
     EngineConfig,
     LoadResult,
@@ -80,6 +81,7 @@ class Engine:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._resident: Resident | None = None
+        self._plans: dict[tuple[Any, ...], tuple[AccelerationStatus, DevicePlan]] = {}
         self.last_error: TtsError | None = None
 
     # --- the three hooks -----------------------------------------------------------------
@@ -122,6 +124,7 @@ class Engine:
             attn_implementation=resident.plan.attn_implementation,
             load_s=time.perf_counter() - started if cached else load_s,
             cached=cached,
+            voice_modes=list(prepared.facts.voice_modes),
         )
 
     def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
@@ -134,9 +137,7 @@ class Engine:
             preview=_preview(request.text),
         )
         try:
-            prepared = self.prepare(request.config.extra_params)
-            if not request.text.strip():
-                raise TtsError("empty_text", "the text to speak is empty")
+            prepared = self.prepare(request.config.extra_params, text=request.text)
             voice = resolve_voice(request.voice, prepared.settings, prepared.facts)
             with self._lock:
                 resident, load_s = self._ensure(prepared)
@@ -156,13 +157,26 @@ class Engine:
 
     # --- steps ---------------------------------------------------------------------------
 
-    def prepare(self, extra_params: dict[str, Any]) -> Prepared:
-        """Settings, device decision and model folder, checked cheapest first; loads nothing."""
+    def prepare(self, extra_params: dict[str, Any], text: str | None = None) -> Prepared:
+        """Settings, device decision, text and model folder, cheapest first; loads nothing."""
         settings = parse_settings(extra_params)
-        plan = decide(settings, acceleration_status())
+        plan = self._plan(settings)
+        if text is not None and not text.strip():
+            raise TtsError("empty_text", "the text to speak is empty")
         model = resolve_model(settings)
         check_model_dir(model.path)
         return Prepared(settings, plan, model, read_model_facts(model.path))
+
+    def _plan(self, settings: EngineSettings) -> DevicePlan:
+        """The device decision for these settings, made (and logged) once per machine status."""
+        status = acceleration_status()
+        key = (settings.Device, settings.Precision, settings.Attention)
+        known = self._plans.get(key)
+        if known is not None and known[0] is status:
+            return known[1]
+        plan = decide(settings, status)
+        self._plans[key] = (status, plan)
+        return plan
 
     def _ensure(self, prepared: Prepared) -> tuple[Resident, float | None]:
         """The resident model for ``prepared``, loading it (and releasing another) if needed.
@@ -188,7 +202,8 @@ class Engine:
         try:
             model = load_model(prepared.model.path, prepared.plan)
         except TtsError as err:
-            self.last_error = err
+            # A copy without the traceback: the failed load's frames must not stay alive.
+            self.last_error = TtsError(err.code, err.detail, err.hint)
             log.error("tts.load.failed", code=err.code, detail=err.detail)
             raise
         seconds = time.perf_counter() - started

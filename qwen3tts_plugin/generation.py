@@ -6,6 +6,7 @@ Imported only from the functions that synthesise (it imports torch).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from hookspecs import GenerationParams, SynthesisRequest, TtsError
 
 from .devices import DevicePlan
 from .hints import DEVICE_HINT, FP32_HINT
+from .loading import forget_locals
 from .voices import VoicePlan
 
 if TYPE_CHECKING:
@@ -54,8 +56,8 @@ def generate(
                     x_vector_only_mode=voice.x_vector_only,
                     **kwargs,
                 )
-    except Exception as exc:  # anything qwen_tts or torch raises is reported
-        raise synthesis_error(exc) from exc
+    except Exception as exc:  # noqa: BLE001 - anything qwen_tts or torch raises is reported
+        raise synthesis_error(exc) from forget_locals(exc)
     return wavs[0], int(rate)
 
 
@@ -83,9 +85,13 @@ def seeded(seed: int | None, plan: DevicePlan) -> Iterator[None]:
     if seed is None:
         yield
         return
-    devices = [torch.device(plan.device).index or 0] if plan.is_cuda else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    index = torch.device(plan.device).index or 0
+    with torch.random.fork_rng(devices=[index] if plan.is_cuda else []):
+        # Seed exactly what fork_rng restores: the CPU generator and the model's GPU.
+        torch.random.default_generator.manual_seed(seed)
+        if plan.is_cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         yield
 
 
@@ -94,7 +100,7 @@ def synthesis_error(exc: Exception) -> TtsError:
     text = str(exc)
     lowered = text.lower()
     hint = None
-    if "inf" in lowered or "nan" in lowered:
+    if re.search(r"\b(inf|nan)\b", lowered):
         hint = FP32_HINT
     elif "same device" in lowered or "out of memory" in lowered:
         hint = DEVICE_HINT

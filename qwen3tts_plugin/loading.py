@@ -9,6 +9,7 @@ import contextlib
 import gc
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ log = get_logger(__name__)
 def import_qwen_tts() -> type[Qwen3TTSModel]:
     """Import qwen_tts with its import-time banner sent to stderr, never to the host's stdout."""
     if "qwen_tts" not in sys.modules:
+        # Swaps sys.stdout process-wide for the import (a few seconds, once): other threads'
+        # prints in that window go to stderr too. Nothing is lost, and stdout stays the host's.
         started = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):
             import qwen_tts  # noqa: F401
@@ -61,16 +64,35 @@ def load_model(path: Path, plan: DevicePlan) -> Qwen3TTSModel:
             dtype=getattr(torch, plan.dtype),
             attn_implementation=plan.attn_implementation,
         )
-    except Exception as exc:  # from_pretrained raises anything; we classify it
-        raise _classify_load_error(path, plan, exc) from exc
-    try:
-        verify_placement(model, plan)
-    except TtsError:
+    except Exception as exc:  # noqa: BLE001 - from_pretrained raises anything; classified
+        error = _classify_load_error(path, plan, exc)
+        error.__cause__ = forget_locals(exc)
+    else:
+        try:
+            verify_placement(model, plan)
+        except TtsError as exc:
+            error = forget_locals(exc)
+        else:
+            log.debug("tts.load.placed", device=plan.device, seconds=time.perf_counter() - started)
+            return model
         del model
-        free_device_memory()
-        raise
-    log.debug("tts.load.placed", device=plan.device, seconds=time.perf_counter() - started)
-    return model
+    free_device_memory()  # a half-built or rejected model must not hold (V)RAM
+    raise error
+
+
+def forget_locals(exc: BaseException) -> BaseException:
+    """Clear the local variables of ``exc``'s finished frames, and of the errors it chains.
+
+    A traceback keeps every frame's locals alive: a failed load's frames hold the half-built
+    model, so a host (or ``last_error``) keeping the error would keep its memory too.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
+    return exc
 
 
 def _classify_load_error(path: Path, plan: DevicePlan, exc: Exception) -> TtsError:

@@ -38,7 +38,7 @@ DEVICE_PATTERN = (
     + "|".join(_any_case(w) for w in ("auto", "default", "cpu", "mps"))
     + "|"
     + _any_case("cuda")
-    + r"(:[0-9]+)?)?\s*$"
+    + r"(:[0-9]{1,3})?)?\s*$"
 )
 """Accepted Device forms; the same regex the engine applies, published in the settings schema."""
 
@@ -95,9 +95,13 @@ class EngineSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _blank_means_unset(cls, data: Any) -> Any:
-        """Hosts store cleared fields as "" or null: both mean "use the default"."""
+        """Hosts store cleared fields as "", "  " or null: all mean "use the default"."""
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None and v != ""}
+            return {
+                k: v
+                for k, v in data.items()
+                if v is not None and not (isinstance(v, str) and not v.strip())
+            }
         return data
 
     @field_validator("Precision", "Attention", mode="before")
@@ -155,7 +159,7 @@ def parse_device(value: Any) -> str | None:
     if text == "cuda":
         return "cuda:0"
     prefix, _, index = text.partition(":")
-    if prefix == "cuda" and index.isascii() and index.isdigit():
+    if prefix == "cuda" and index.isascii() and index.isdigit() and len(index) <= 3:
         return f"cuda:{int(index)}"
     raise invalid_device(value)
 

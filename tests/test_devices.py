@@ -6,6 +6,8 @@ cannot exist here); detection itself runs for real against this CPU-only torch.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -72,18 +74,34 @@ def plan_for(status, **extra):
 )
 def test_accepted_device_forms(value, expected):
     assert parse_device(value) == expected
-    assert parse_settings({"Device": value}).Device == (value or None)
+    kept = value if value and value.strip() else None  # blank means unset
+    assert parse_settings({"Device": value}).Device == kept
 
 
 @pytest.mark.parametrize(
     "value",
-    ["gpu", "cuda:x", "cuda:-1", "tpu", "cuda:", "cuda0", 0, 1.5, "cuda:0,1", "cpu:0", "cuda:１"],
+    [
+        "gpu",
+        "cuda:x",
+        "cuda:-1",
+        "tpu",
+        "cuda:",
+        "cuda0",
+        0,
+        1.5,
+        "cuda:0,1",
+        "cpu:0",
+        "cuda:１",
+        "cuda:99999999999999999999",
+    ],
 )
 def test_malformed_devices_are_invalid_device_not_invalid_settings(value):
     with pytest.raises(TtsError) as info:
         parse_settings({"Device": value})
     assert info.value.code == "invalid_device"
     assert "'cuda:N'" in info.value.detail and "'cpu'" in info.value.detail
+    if isinstance(value, str):
+        assert not re.match(DEVICE_PATTERN, value)  # the schema refuses it too
 
 
 def test_settings_schema_publishes_the_device_pattern():

@@ -92,6 +92,27 @@ def test_voice_clone_x_vector_only_and_icl(pm, tiny, tmp_path, ref_wav):
         assert_wav(out, pm.hook.tts_synthesize(request=request_for(tiny["base"], out, voice=voice)))
 
 
+def test_half_second_reference_is_enough(pm, tiny, tmp_path):
+    ref = tmp_path / "half.wav"
+    t = np.arange(12_000) / 24_000
+    sf.write(ref, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 24_000)
+    out = tmp_path / "clone-half.wav"
+    voice = Voice(mode="voice_clone", ref_audio=ref, ref_text="Hi.", x_vector_only=False)
+    assert_wav(out, pm.hook.tts_synthesize(request=request_for(tiny["base"], out, voice=voice)))
+
+
+def test_loud_reference_is_normalised_and_stdout_stays_clean(pm, tiny, tmp_path, capfd):
+    ref = tmp_path / "loud.wav"
+    t = np.arange(24_000) / 24_000
+    sf.write(ref, (3.0 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 24_000, subtype="FLOAT")
+    out = tmp_path / "clone-loud.wav"
+    voice = Voice(mode="voice_clone", ref_audio=ref)
+    capfd.readouterr()
+    assert_wav(out, pm.hook.tts_synthesize(request=request_for(tiny["base"], out, voice=voice)))
+    # qwen_tts prints "[WARNING] Max value of input waveform signal is ..." for audio past 1.0
+    assert "input waveform" not in capfd.readouterr().out
+
+
 def test_voice_clone_takes_reference_from_settings(pm, tiny, tmp_path, ref_wav):
     out = tmp_path / "clone-settings.wav"
     request = request_for(tiny["base"], out, voice=Voice(mode="voice_clone"), RefAudio=str(ref_wav))
@@ -197,6 +218,8 @@ def broken(tiny, tmp_path_factory):
 
 def _error_cases(tiny, broken, tmp_path, ref_wav):
     custom, base, design = tiny["custom_voice"], tiny["base"], tiny["voice_design"]
+    too_short = tmp_path / "short.wav"
+    sf.write(too_short, np.zeros(2_400, dtype=np.float32), 24_000)  # 0.1 s
     garbage = tmp_path / "garbage.wav"
     garbage.write_bytes(b"RIFF not really audio")
     a_file = tmp_path / "a_file"
@@ -228,6 +251,9 @@ def _error_cases(tiny, broken, tmp_path, ref_wav):
         "ref_audio_invalid (unreadable)": request_for(
             base, out, voice=Voice(mode="voice_clone", ref_audio=garbage)
         ),
+        "ref_audio_invalid (too short)": request_for(
+            base, out, voice=Voice(mode="voice_clone", ref_audio=too_short)
+        ),
         "ref_text_required": request_for(
             base, out, voice=Voice(mode="voice_clone", ref_audio=ref_wav, x_vector_only=False)
         ),
@@ -254,6 +280,7 @@ ERROR_CASES = [
     "ref_audio_invalid (missing)",
     "ref_audio_invalid (none)",
     "ref_audio_invalid (unreadable)",
+    "ref_audio_invalid (too short)",
     "ref_text_required",
     "invalid_audio",
     "synthesis_failed",

@@ -108,3 +108,47 @@ def test_configured_gpu_on_a_cpu_machine_never_falls_back(pm, engine, tiny, devi
     assert "tts.load.failed" in events and "tts.load.done" not in events
     failed = next(e for e in logs if e["event"] == "tts.load.failed")
     assert failed["code"] == "model_to_device_failed" and failed["provider"] == "qwen3_tts"
+
+
+def test_a_failed_load_frees_the_half_built_model_even_while_its_error_is_kept(
+    pm, engine, tiny, tmp_path
+):
+    # The main weights load, then the speech tokenizer's truncated weights fail: the half-built
+    # model sits in the failing frames. Neither the raised error (a host may keep it) nor
+    # engine.last_error may keep it alive: on a GPU that memory is the user's VRAM.
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny["custom_voice"], broken)
+    weights = broken / "speech_tokenizer" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    engine.release()
+    before = _live_models()
+    with pytest.raises(TtsError) as info:
+        pm.hook.tts_load(
+            config=EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": str(broken)})
+        )
+    kept = info.value  # held on purpose, as a host showing the error later would
+    assert kept.code == "model_load_failed"
+    assert engine.state()["last_error"]["code"] == "model_load_failed"
+    assert _live_models() == before
+
+
+def test_a_rejected_placement_frees_the_model(tiny, monkeypatch):
+    # Builds a stray component deliberately between loading and the real verification, so the
+    # load is refused; the refused model must not stay alive through the error.
+    from qwen3tts_plugin import loading
+
+    real_verify = loading.verify_placement
+
+    def strand_a_component_then_verify(model, plan):
+        model.model.talker.codec_head.to("meta")
+        real_verify(model, plan)
+
+    monkeypatch.setattr(loading, "verify_placement", strand_a_component_then_verify)
+    before = _live_models()
+    with pytest.raises(TtsError) as info:
+        load_model(tiny["custom_voice"], cpu_plan())
+    assert info.value.code == "model_to_device_failed"
+    assert "codec_head" in info.value.detail
+    assert _live_models() == before
