@@ -1,13 +1,12 @@
 """The engine: one resident model per process, loaded once, and synthesis on it.
 
 Data flows one way: settings → device plan → model folder → voice → load → generate → file.
-One lock serialises loading and generation, so no call ever runs on a model another call has
-released or replaced, and two models never sit in memory together.
+Calls take turns (turns.py) for loading and generation, so no call ever runs on a model another
+call has released or replaced, and two models never sit in memory together.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from .registry import (
     unknown_key_error,
 )
 from .settings import EngineSettings, parse_settings, settings_schema
+from .turns import Turns
 from .voices import VoicePlan, resolve_voice
 
 if TYPE_CHECKING:
@@ -79,8 +79,8 @@ class Engine:
     """Loads, caches and runs one Qwen3-TTS model at a time. Thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._resident: Resident | None = None
+        self._turns = Turns(lambda: None if self._resident is None else self._resident.key)
         self._plans: dict[tuple[Any, ...], tuple[AccelerationStatus, DevicePlan]] = {}
         self.last_error: TtsError | None = None
 
@@ -111,7 +111,7 @@ class Engine:
         resident = self._resident
         load_s = None
         if resident is None or resident.key != prepared.key:
-            with self._lock:
+            with self._turns.turn(prepared.key):
                 resident, load_s = self._ensure(prepared)
         cached = load_s is None  # resident already, or loaded by another call while this waited
         return LoadResult(
@@ -139,7 +139,7 @@ class Engine:
         try:
             prepared = self.prepare(request.config.extra_params, text=request.text)
             voice = resolve_voice(request.voice, prepared.settings, prepared.facts)
-            with self._lock:
+            with self._turns.turn(prepared.key):
                 resident, load_s = self._ensure(prepared)
                 result = self._generate(resident, voice, request, load_s or 0.0)
         except TtsError as err:
@@ -181,7 +181,7 @@ class Engine:
     def _ensure(self, prepared: Prepared) -> tuple[Resident, float | None]:
         """The resident model for ``prepared``, loading it (and releasing another) if needed.
 
-        Caller holds the lock. Returns the resident and the seconds spent loading it, or None
+        Caller holds a turn. Returns the resident and the seconds spent loading it, or None
         when it was already resident.
         """
         if self._resident is not None and self._resident.key == prepared.key:
@@ -241,7 +241,7 @@ class Engine:
 
     def release(self) -> None:
         """Drop the resident model, if any, and free its memory."""
-        with self._lock:
+        with self._turns.turn(None):
             self._release("released by request")
 
     def _release(self, reason: str) -> None:

@@ -431,12 +431,16 @@ def test_sixteen_threads_with_a_settings_change_midway(pm, engine, tiny, tmp_pat
                     flip.set()
         return outcomes
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    with capture_logs() as logs, ThreadPoolExecutor(max_workers=16) as pool:
         results = [o for outcomes in pool.map(call, range(16)) for o in outcomes]
     assert len(results) == 64
     assert all(asked == served for asked, served in results)
     assert {asked for asked, _ in results} == {"sdpa", "eager"}
     assert len(list(tmp_path.glob("*.wav"))) == 64
+    # Queued calls for the resident model go first, so the flip costs one switch, not a reload
+    # per alternation (the first load may happen here too, if another test left another model).
+    loads = [e for e in logs if e["event"] == "tts.load.start"]
+    assert len(loads) <= 2, [e["attn_implementation"] for e in loads]
 
 
 # --- capabilities ----------------------------------------------------------------------------
