@@ -17,7 +17,7 @@ import pluggy
 from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
 
 from . import dubbing, engines, render, scripts
-from .settings_store import SettingsStore, config_of
+from .settings_store import SettingsStore
 
 SMOKE_TEXT = "Hello from the example host. This is a smoke test."
 SMOKE_MAX_NEW_TOKENS = 24
@@ -102,23 +102,29 @@ def _change(store: SettingsStore, config_id: str, changes: dict[str, Any]) -> in
 
 
 def cmd_preview(args: argparse.Namespace, store: SettingsStore) -> int:
-    """The editor's listen button: one WAV, one line."""
+    """The editor's listen button: one WAV, one line.
+
+    Without ``--mode`` the model is loaded first and speaks in its own mode; voice fields not
+    given stay None, so the engine takes Speaker, Instruct, RefAudio, ... from extra_params.
+    """
     pm = engines.plugin_manager()
     stored = store.config(args.config)
-    caps = engines.engine_for(pm, stored["provider"])
+    engines.engine_for(pm, stored["provider"])
+    config = engines.engine_config(stored)
     voice_fields = {
-        "mode": args.mode or engines.default_voice_mode(caps, stored.get("extra_params", {})),
+        "mode": args.mode,
         "speaker": args.speaker,
         "language": args.language,
         "instruct": args.instruct,
         "ref_audio": args.ref_audio,
         "ref_text": args.ref_text,
     }
+    voice = Voice(**{k: v for k, v in voice_fields.items() if v is not None})
     request = SynthesisRequest(
-        config=engines.engine_config(stored),
+        config=config,
         text=args.text,
         out_path=args.out or cache_dir() / "preview.wav",
-        voice=Voice(**{k: v for k, v in voice_fields.items() if v is not None}),
+        voice=engines.voice_with_mode(pm, config, voice),
         generation=generation_params(args),
     )
     print(render.preview_line(synthesize(pm, request)))
@@ -129,15 +135,22 @@ def cmd_preview(args: argparse.Namespace, store: SettingsStore) -> int:
 
 
 def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
-    """One WAV per segment plus manifest.json; resumes; exit 1 when segments failed."""
+    """One WAV per segment plus manifest.json; resumes; exit 1 when segments failed.
+
+    The model is loaded before the first segment: a model or device that cannot be used stops
+    the run at once (exit 2), and the loaded model's own voice mode is used for every segment.
+    """
     pm = engines.plugin_manager()
     stored = store.config(args.config)
     engines.engine_for(pm, stored["provider"])
     segments = scripts.read_script(args.script)
+    config = engines.engine_config(stored)
+    voice = engines.voice_with_mode(pm, config, Voice())
     header = {
         "script": str(args.script.resolve()),
         "config_id": args.config,
         "provider": stored["provider"],
+        "voice_mode": voice.mode,
     }
     with dubbing.progress_bar(len(segments)) as bar:
 
@@ -147,10 +160,11 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
 
         report = dubbing.dub(
             pm,
-            engines.engine_config(stored),
+            config,
             segments,
             args.out_dir,
             generation_params(args),
+            voice=voice,
             keep_going=args.keep_going,
             header=header,
             on_segment=advance,
@@ -165,10 +179,13 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
-    """Load and speak once with the current settings, using the tiny checkpoint if need be."""
+    """Load and speak once with the current settings.
+
+    The configured model is used as is. Only when the config names no model at all does this
+    run use the tiny checkpoint, in memory: the settings file is not changed.
+    """
     pm = engines.plugin_manager()
-    data = store.load()
-    stored = config_of(data, args.config, store.path)
+    stored = store.config(args.config)
     caps = engines.engine_for(pm, stored["provider"])
     params = stored.get("extra_params", {})
     if not engines.model_configured(caps, params):
@@ -176,14 +193,14 @@ def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
         from qwen3tts_plugin.testing import tiny_checkpoint
 
         path = str(tiny_checkpoint("custom_voice"))
-        engines.check_changes(caps, {"ModelPath": path})
-        stored = store.update_extra_params(args.config, {"ModelPath": path})
-        print(f"no model configured: using the tiny checkpoint {path} (ModelPath saved)")
+        stored["extra_params"] = {**params, "ModelPath": path}
+        print(
+            f"no model configured: using the tiny checkpoint {path} for this run only "
+            f"(settings file {store.path} unchanged)"
+        )
     config = engines.engine_config(stored)
-    loaded = pm.hook.tts_load(config=config)
-    if loaded is None:
-        raise TtsError("unknown_provider", f"no engine answered {config.provider!r}")
-    mode = engines.default_voice_mode(caps, config.extra_params)
+    loaded = engines.load(pm, config)
+    mode = engines.own_voice_mode(loaded)
     request = SynthesisRequest(
         config=config,
         text=SMOKE_TEXT,
@@ -191,7 +208,7 @@ def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
         voice=Voice(mode=mode),
         generation=generation_params(args, seed=0),
     )
-    print(render.smoke_text(loaded, synthesize(pm, request)))
+    print(render.smoke_text(loaded, synthesize(pm, request), mode))
     return 0
 
 

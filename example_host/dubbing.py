@@ -20,7 +20,7 @@ from typing import Any
 
 import pluggy
 
-from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError
+from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError, Voice
 
 from .scripts import Segment
 
@@ -59,10 +59,13 @@ def wav_name(number: int) -> str:
     return f"seg_{number:04d}.wav"
 
 
-def fingerprint(config: EngineConfig, generation: GenerationParams) -> str:
+def fingerprint(
+    config: EngineConfig, generation: GenerationParams, voice: Voice | None = None
+) -> str:
     """A short hash of everything besides the text that decides a segment's audio."""
     recipe = {
         "config": config.model_dump(mode="json", include={"provider", "extra_params"}),
+        "voice": (voice or Voice()).model_dump(mode="json"),
         "generation": generation.model_dump(mode="json"),
     }
     blob = json.dumps(recipe, sort_keys=True, ensure_ascii=False).encode("utf-8")
@@ -133,19 +136,22 @@ def dub(
     segments: list[Segment],
     out_dir: Path,
     generation: GenerationParams,
+    voice: Voice | None = None,
     keep_going: bool = False,
     header: dict[str, Any] | None = None,
     on_segment: Callable[[Segment, str], None] | None = None,
 ) -> DubReport:
     """Synthesise every segment not already done into ``out_dir``; see the module docstring.
 
+    ``voice`` goes to every request as given (None: the contract's default ``Voice()``).
     ``on_segment(segment, outcome)`` is called after each segment (for a progress bar).
     """
+    voice = voice or Voice()
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / MANIFEST
     old = read_manifest(manifest)
-    fp = fingerprint(config, generation)
+    fp = fingerprint(config, generation, voice)
     header = {"version": MANIFEST_VERSION, **(header or {}), "fingerprint": fp}
     entries: dict[int, dict[str, Any]] = {}
     todo: list[Segment] = []
@@ -171,7 +177,7 @@ def dub(
             on_segment(segment, "resumed" if status == "ok" else status)
     write_manifest(manifest, header, entries)
     for segment in todo:
-        entry = _synthesize(pm, config, segment, out_dir, generation, fp)
+        entry = _synthesize(pm, config, voice, segment, out_dir, generation, fp)
         entries[segment.number] = entry
         write_manifest(manifest, header, entries)
         if on_segment:
@@ -193,6 +199,7 @@ def dub(
 def _synthesize(
     pm: pluggy.PluginManager,
     config: EngineConfig,
+    voice: Voice,
     segment: Segment,
     out_dir: Path,
     generation: GenerationParams,
@@ -202,7 +209,11 @@ def _synthesize(
     entry = _base_entry(segment)
     name = wav_name(segment.number)
     request = SynthesisRequest(
-        config=config, text=segment.text, out_path=out_dir / name, generation=generation
+        config=config,
+        text=segment.text,
+        out_path=out_dir / name,
+        voice=voice,
+        generation=generation,
     )
     try:
         result = pm.hook.tts_synthesize(request=request)

@@ -1,6 +1,7 @@
 """Finding engines through entry points, and checking settings against an engine's schema.
 
-Everything the host knows about an engine comes from ``pm.hook.tts_capabilities()``.
+Everything the host knows about an engine comes from ``pm.hook.tts_capabilities()`` and, for
+the voice mode a model speaks, from the ``LoadResult`` of ``pm.hook.tts_load``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 import pluggy
 
 import hookspecs
-from hookspecs import Capabilities, EngineConfig, TtsError
+from hookspecs import Capabilities, EngineConfig, LoadResult, TtsError, Voice, VoiceMode
 from hookspecs.manager import PLUGINS_ENV
 
 
@@ -51,12 +52,41 @@ def engine_config(config: dict[str, Any]) -> EngineConfig:
     return EngineConfig.model_validate(config)
 
 
+MODEL_KEYS = ("ModelPath", "ModelKey", "ModelsDir")
+"""The extra_params that name a model; any of them set means the user chose one."""
+
+
 def model_configured(caps: Capabilities, extra_params: dict[str, Any]) -> bool:
-    """Whether the settings name a model: ModelPath, or a ModelKey whose folder is valid."""
-    if extra_params.get("ModelPath"):
+    """Whether the config names a model: ModelPath, ModelKey or ModelsDir set (not blank), or
+    the engine's default ModelKey (from its settings schema) valid where the engine looks."""
+    if any(extra_params.get(key) not in (None, "") for key in MODEL_KEYS):
         return True
-    key = extra_params.get("ModelKey")
-    return bool(key) and any(m.key == key and m.valid for m in caps.models)
+    schema = caps.settings_schema or {}
+    default_key = schema.get("properties", {}).get("ModelKey", {}).get("default")
+    return default_key is not None and any(m.key == default_key and m.valid for m in caps.models)
+
+
+def load(pm: pluggy.PluginManager, config: EngineConfig) -> LoadResult:
+    """``tts_load``: the model resident (cheap when it already is), or the engine's error."""
+    loaded = pm.hook.tts_load(config=config)
+    if loaded is None:
+        raise TtsError("unknown_provider", f"no engine answered provider {config.provider!r}")
+    return loaded
+
+
+def own_voice_mode(loaded: LoadResult) -> VoiceMode:
+    """The loaded model's own voice mode (the first it lists); the contract's default when an
+    engine lists none."""
+    return loaded.voice_modes[0] if loaded.voice_modes else Voice().mode
+
+
+def voice_with_mode(pm: pluggy.PluginManager, config: EngineConfig, voice: Voice) -> Voice:
+    """``voice`` as given when it names a mode; else with the mode of the model ``config``
+    loads. Fields left None stay None, so the engine fills them from extra_params."""
+    if "mode" in voice.model_fields_set:
+        return voice
+    mode = own_voice_mode(load(pm, config))
+    return Voice(**{**voice.model_dump(exclude_unset=True), "mode": mode})
 
 
 def check_setting(caps: Capabilities, key: str, value: Any) -> str | None:
@@ -95,19 +125,3 @@ def check_changes(caps: Capabilities, changes: dict[str, Any]) -> list[str]:
         check_setting(caps, key, value) for key, value in changes.items() if value is not None
     )
     return [warning for warning in warnings if warning]
-
-
-MODE_FOR_KIND = {
-    "custom_voice": "custom_voice",
-    "voice_design": "voice_design",
-    "base": "voice_clone",
-}
-
-
-def default_voice_mode(caps: Capabilities, extra_params: dict[str, Any]) -> str:
-    """The voice mode the configured registry model speaks in; custom_voice when unknown."""
-    if not extra_params.get("ModelPath"):
-        for model in caps.models:
-            if model.key == extra_params.get("ModelKey"):
-                return MODE_FOR_KIND.get(model.kind, "custom_voice")
-    return "custom_voice"

@@ -128,15 +128,16 @@ def _speak(
 ) -> tuple[bytes, SynthesisResult]:
     """Synthesise into a temp file, read it, delete it (runs in a worker thread).
 
-    The config's extra_params, Device included, reach the engine unchanged.
+    The config's extra_params, Device included, reach the engine unchanged. Without
+    ``voice.mode`` the model is loaded first and speaks in its own mode (``voice_modes[0]``).
     """
     stored = store.config(body.config_id)
-    caps = engines.engine_for(pm, stored["provider"])
-    params = stored.get("extra_params", {})
-    voice = body.voice or Voice(mode=engines.default_voice_mode(caps, params))
+    engines.engine_for(pm, stored["provider"])
+    config = engines.engine_config(stored)
+    voice = engines.voice_with_mode(pm, config, body.voice or Voice())
     with tempfile.TemporaryDirectory(prefix="example_host-preview-") as folder:
         request = SynthesisRequest(
-            config=engines.engine_config(stored),
+            config=config,
             text=body.text,
             out_path=Path(folder) / "preview.wav",
             voice=voice,

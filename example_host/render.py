@@ -103,11 +103,12 @@ def _json_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def smoke_text(loaded: LoadResult, result: SynthesisResult) -> str:
+def smoke_text(loaded: LoadResult, result: SynthesisResult, voice_mode: str) -> str:
     """The decisions a smoke run made and what it produced."""
     return pairs(
         [
             ("model", loaded.model),
+            ("voice_mode", voice_mode),
             ("device", loaded.device),
             ("device_source", loaded.device_source),
             ("dtype", loaded.dtype),

@@ -170,13 +170,20 @@ def test_no_engine_installed_is_said_clearly(host, settings, monkeypatch):
 # --- smoke and the Device toggle ---------------------------------------------------------------
 
 
-def test_smoke_points_empty_settings_at_the_tiny_checkpoint(host, tmp_path, tiny):
+def test_smoke_without_a_model_uses_the_tiny_checkpoint_for_this_run_only(host, tmp_path, tiny):
     path = tmp_path / "settings.json"
     wav = tmp_path / "smoke.wav"
     code, out, err = host("--settings", path, "smoke", "--out", wav, "--max-new-tokens", "8")
     assert code == 0, err
-    assert extra_params(path) == {"Device": "auto", "ModelPath": str(tiny["custom_voice"])}
-    table = dict(line.split(None, 1) for line in out.splitlines()[1:])
+    first, *rows = out.splitlines()
+    assert first == (
+        f"no model configured: using the tiny checkpoint {tiny['custom_voice']} for this run "
+        f"only (settings file {path} unchanged)"
+    )
+    # The file was created with the default config, and the checkpoint was not saved into it.
+    assert extra_params(path) == {"Device": "auto"}
+    table = dict(line.split(None, 1) for line in rows)
+    assert table["model"] == str(tiny["custom_voice"]) and table["voice_mode"] == "custom_voice"
     assert (table["device"], table["device_source"], table["dtype"]) == (
         "cpu",
         "detected",
@@ -185,9 +192,54 @@ def test_smoke_points_empty_settings_at_the_tiny_checkpoint(host, tmp_path, tiny
     assert table["attention"] == "sdpa" and table["wav"] == str(wav)
     assert {"load_s", "cached", "synth_s", "rtf"} <= table.keys()
     assert sf.info(str(wav)).samplerate == 24_000
-    # The second run keeps the configured model and says nothing about the checkpoint.
+    # An existing file is not rewritten either; the second run says the same, model cached.
+    before = path.read_bytes(), path.stat().st_mtime_ns, path.stat().st_ino
     code, out, _ = host("--settings", path, "smoke", "--out", wav, "--max-new-tokens", "8")
-    assert code == 0 and "tiny checkpoint" not in out and "cached         true" in out
+    assert code == 0 and out.startswith("no model configured: using the tiny checkpoint")
+    assert "cached         true" in out
+    assert (path.read_bytes(), path.stat().st_mtime_ns, path.stat().st_ino) == before
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """An empty default models folder, so the engine's default model is not installed."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("QWEN_TTS_MODELS_DIR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"ModelKey": "base_0_6b"}, "model_not_found"),
+        ({"ModelsDir": "{tmp}/elsewhere"}, "model_not_found"),
+        ({"ModelPath": "{tmp}/missing"}, "model_not_found"),
+    ],
+)
+def test_smoke_uses_a_configured_model_as_is(host, tmp_path, models_dir, params, code):
+    """A model named by ModelKey, ModelsDir or ModelPath is never swapped for the tiny one."""
+    params = {k: v.format(tmp=tmp_path) for k, v in params.items()}
+    path = write_settings(tmp_path / "settings.json", Device="cpu", **params)
+    before = path.read_bytes()
+    result, out, err = host("--settings", path, "smoke", "--out", tmp_path / "x.wav", *FAST)
+    assert result == 2 and out == "" and "tiny checkpoint" not in err
+    assert any(line.startswith(f"{code}: ") for line in err.splitlines())
+    assert path.read_bytes() == before and not (tmp_path / "x.wav").exists()
+
+
+def test_smoke_uses_the_engines_default_model_when_it_is_installed(
+    host, tmp_path, tiny, models_dir
+):
+    (models_dir / "Qwen3-TTS-12Hz-0.6B-CustomVoice").symlink_to(tiny["custom_voice"])
+    path = write_settings(tmp_path / "settings.json", Device="cpu")
+    before = path.read_bytes()
+    code, out, err = host("--settings", path, "smoke", "--out", tmp_path / "s.wav", *FAST)
+    assert code == 0, err
+    assert "tiny checkpoint" not in out
+    table = dict(line.split(None, 1) for line in out.splitlines())
+    assert table["model"] == "custom_0_6b" and table["voice_mode"] == "custom_voice"
+    assert path.read_bytes() == before
 
 
 def test_device_toggle_cpu_then_cuda_fails_then_auto_works(host, settings, tmp_path):
@@ -405,22 +457,100 @@ def test_dub_without_keep_going_stops_at_the_first_failure(host, settings, tmp_p
     assert statuses == ["ok", "failed", "pending"]
 
 
-def test_dub_on_an_unusable_gpu_fails_every_segment(host, settings, tmp_path):
+def test_dub_on_an_unusable_gpu_stops_before_the_first_segment(host, settings, tmp_path):
+    """The model is loaded first: a device that cannot be used fails the run at once."""
     host("--settings", settings, "settings", "set", "Device", "cuda:0")
     script = tmp_path / "script.txt"
     script.write_text("One.\nTwo.\n")
     out_dir = tmp_path / "dub"
-    code, out, _ = host(
+    code, out, err = host(
         "--settings", settings, "dub", script, "--out-dir", out_dir, "--keep-going", *FAST
     )
-    assert code == 1 and summary(out)["failed"] == "2"
-    assert out.count("model_to_device_failed: cuda:0") == 2
-    assert list(out_dir.glob("*.wav")) == []
+    assert code == 2 and out == ""
+    lines = [line for line in err.splitlines() if not line.startswith(("20", "{"))]
+    assert any(line.startswith("model_to_device_failed: cuda:0") for line in lines)
+    assert any(line.startswith("hint: ") for line in lines)
+    assert not out_dir.exists()
 
 
 def test_dub_refuses_a_missing_script(host, settings, tmp_path):
     code, _, err = host("--settings", settings, "dub", tmp_path / "nope.txt", "--out-dir", tmp_path)
     assert code == 2 and "script not found" in err
+
+
+# --- the model's own voice mode ---------------------------------------------------------------
+
+
+def write_reference_wav(path: Path, seconds: float = 1.5) -> Path:
+    """A short 24 kHz tone to clone from."""
+    import numpy as np
+
+    t = np.arange(int(24_000 * seconds)) / 24_000
+    sf.write(str(path), 0.3 * np.sin(2 * np.pi * 220 * t), 24_000)
+    return path
+
+
+def own_mode_settings(tmp_path: Path, tiny: dict, variant: str) -> Path:
+    """A config whose ModelPath is a Base (voice clone) or VoiceDesign tiny checkpoint, with
+    the reference or the description it needs in extra_params."""
+    params: dict = {"Device": "cpu"}
+    if variant.startswith("base"):
+        params.update(
+            ModelPath=str(tiny["base"]), RefAudio=str(write_reference_wav(tmp_path / "ref.wav"))
+        )
+        if variant == "base_icl":  # ICL clone: the transcript also comes from the settings
+            params.update(XVectorOnly=False, RefText="A short tone.")
+    else:
+        params.update(ModelPath=str(tiny["voice_design"]), Instruct="A calm, low voice.")
+    return write_settings(tmp_path / "settings.json", **params)
+
+
+OWN_MODES = [("base", "voice_clone"), ("base_icl", "voice_clone"), ("voice_design", "voice_design")]
+
+
+@pytest.mark.parametrize(("variant", "mode"), OWN_MODES)
+def test_dub_and_preview_speak_in_the_models_own_mode(host, tmp_path, tiny, variant, mode):
+    """No --mode: the host loads the model and uses voice_modes[0]; the reference or the
+    instruct comes from extra_params, which the host does not override."""
+    settings = own_mode_settings(tmp_path, tiny, variant)
+    script = tmp_path / "script.txt"
+    script.write_text("First line.\nSecond line.\n")
+    out_dir = tmp_path / "dub"
+    code, out, err = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    assert code == 0, err
+    assert (summary(out)["ok"], summary(out)["failed"]) == ("2", "0")
+    manifest = manifest_of(out_dir)
+    assert manifest["voice_mode"] == mode
+    assert [e["status"] for e in manifest["segments"]] == ["ok", "ok"]
+
+    wav = tmp_path / "preview.wav"
+    code, out, err = host("--settings", settings, "preview", "Hello.", "--out", wav, *FAST)
+    assert code == 0, err
+    assert out.split()[0] == str(wav) and sf.info(str(wav)).samplerate == 24_000
+
+    code, out, err = host("--settings", settings, "smoke", "--out", tmp_path / "s.wav", *FAST)
+    assert code == 0, err
+    assert dict(line.split(None, 1) for line in out.splitlines())["voice_mode"] == mode
+
+
+def test_an_explicit_mode_is_kept_and_instruct_can_come_from_the_command_line(host, tmp_path, tiny):
+    settings = write_settings(
+        tmp_path / "settings.json", ModelPath=str(tiny["voice_design"]), Device="cpu"
+    )
+    wav = tmp_path / "p.wav"
+    code, _, err = host("--settings", settings, "preview", "Hi.", "--out", wav, *FAST)
+    assert code == 2 and "instruct_required" in err and not wav.exists()
+    code, _, err = host(
+        "--settings", settings, "preview", "Hi.", "--instruct", "A bright voice.", "--out", wav,
+        *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    assert wav.is_file()
+    code, _, err = host(
+        "--settings", settings, "preview", "Hi.", "--mode", "custom_voice",
+        "--out", tmp_path / "x.wav", *FAST,
+    )  # fmt: skip
+    assert code == 2 and "unsupported_mode" in err
 
 
 # --- the real entry point -----------------------------------------------------------------------
@@ -443,8 +573,9 @@ def test_python_m_example_host_smoke_end_to_end(tmp_path, tiny):
     assert lines[0].startswith("no model configured: using the tiny checkpoint")
     assert lines[-1] == f"wav            {wav}"
     assert all(len(line.split(None, 1)) == 2 for line in lines[1:])
+    assert "for this run only" in lines[0] and f"settings file {settings} unchanged" in lines[0]
     assert sf.info(str(wav)).frames > 0
-    assert extra_params(settings)["ModelPath"] == str(tiny["custom_voice"])
+    assert extra_params(settings) == {"Device": "auto"}
     # Logs went to stderr as JSON lines, the engine's included.
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     done = [e for e in events if e["event"] == "tts.synthesize.done"]

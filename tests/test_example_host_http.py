@@ -123,6 +123,35 @@ def test_invalid_preview_input_is_422(client, body, code):
     assert response.status_code == 422 and response.json()["code"] == code
 
 
+def write_reference_wav(path: Path, seconds: float = 1.5) -> Path:
+    import numpy as np
+
+    t = np.arange(int(24_000 * seconds)) / 24_000
+    sf.write(str(path), 0.3 * np.sin(2 * np.pi * 220 * t), 24_000)
+    return path
+
+
+@pytest.mark.parametrize("variant", ["base", "voice_design"])
+def test_preview_without_a_mode_speaks_in_the_models_own_mode(client, tmp_path, tiny, variant):
+    """A Base (clone) or VoiceDesign ModelPath: the reference or instruct comes from settings."""
+    params = {"ModelPath": str(tiny[variant])}
+    if variant == "base":
+        params["RefAudio"] = str(write_reference_wav(tmp_path / "ref.wav"))
+    else:
+        params["Instruct"] = "A calm, low voice."
+    put = client.put("/api/tts/settings/qwen3_tts_default", json={"extra_params": params})
+    assert put.status_code == 200
+    for voice in (None, {"language": "English"}):
+        body = {"text": "Hello.", "generation": FAST, **({"voice": voice} if voice else {})}
+        response = client.post("/api/tts/preview", json=body)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "audio/wav"
+    # A mode the user chose is sent as chosen.
+    body = {"text": "Hello.", "voice": {"mode": "custom_voice"}, "generation": FAST}
+    response = client.post("/api/tts/preview", json=body)
+    assert response.status_code == 422 and response.json()["code"] == "unsupported_mode"
+
+
 def test_a_missing_model_is_503(client, tmp_path):
     body = {"extra_params": {"ModelPath": str(tmp_path / "missing")}}
     assert client.put("/api/tts/settings/qwen3_tts_default", json=body).status_code == 200
