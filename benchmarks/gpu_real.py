@@ -152,20 +152,6 @@ def _published(relative: str) -> dict[str, Any]:
     return json.loads((DATA_DIR / relative).read_text(encoding="utf-8"))
 
 
-def _text_token_ids() -> dict[str, int]:
-    """config.json's special text-token ids, as the local BPE numbers them."""
-    ids = testing._special_token_ids()
-    vocab = dict(testing._trained_tokenizer()[0])
-    return {
-        "assistant_token_id": vocab["assistant"],
-        "im_end_token_id": ids["<|im_end|>"],
-        "im_start_token_id": ids["<|im_start|>"],
-        "tts_bos_token_id": ids["<tts_text_bos>"],
-        "tts_eos_token_id": ids["<tts_text_eod>"],
-        "tts_pad_token_id": ids["<tts_pad>"],
-    }
-
-
 def _divide(section: dict[str, Any], keys: tuple[str, ...], shrink: int) -> None:
     """Divide each of ``keys`` in ``section`` by ``shrink`` (at least 1)."""
     for key in keys:
@@ -176,7 +162,7 @@ def model_config(shrink: int = 1) -> dict[str, Any]:
     """config.json: the published one with the local tokenizer's special ids (and, for a test,
     every size divided by ``shrink``; codec ids, speakers and head_dim never change)."""
     config = _published("config.json")
-    config.update(_text_token_ids())
+    config.update(testing.text_token_ids())
     talker = config["talker_config"]
     if shrink > 1:
         _divide(talker, _TALKER_KEYS, shrink)

@@ -41,6 +41,13 @@ MODELS: dict[str, ModelSpec] = {
 }
 DEFAULT_MODEL_KEY = "custom_0_6b"
 
+MODE_FOR_KIND = {
+    "custom_voice": "custom_voice",
+    "voice_design": "voice_design",
+    "base": "voice_clone",
+}
+"""The voice mode each kind of model speaks (``config.json``'s ``tts_model_type``)."""
+
 # What from_pretrained reads. Each entry lists alternatives; the first is the name reported.
 REQUIRED_FILES: tuple[tuple[str, ...], ...] = (
     ("config.json",),
@@ -69,10 +76,9 @@ class ModelFacts:
 
     @property
     def voice_modes(self) -> tuple[str, ...]:
-        """The voice modes this model can synthesise."""
-        return {"custom_voice": ("custom_voice",), "voice_design": ("voice_design",)}.get(
-            self.kind, ("voice_clone",)
-        )
+        """The voice modes this model can synthesise (one per kind in Qwen3-TTS)."""
+        mode = MODE_FOR_KIND.get(self.kind)
+        return (mode,) if mode else ()
 
 
 @dataclass(frozen=True)

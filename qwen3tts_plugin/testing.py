@@ -34,6 +34,7 @@ __all__ = [
     "TINY_SPEAKERS",
     "VARIANTS",
     "build_tiny_checkpoint",
+    "text_token_ids",
     "tiny_checkpoint",
 ]
 
@@ -424,18 +425,25 @@ def _speaker_encoder_config() -> dict[str, Any]:
     }
 
 
-def _model_config(variant: str) -> dict[str, Any]:
-    """config.json for `variant` (voice_design mirrors the 1.7B VoiceDesign model)."""
+def text_token_ids() -> dict[str, int]:
+    """config.json's special text-token ids, as the tiny tokenizer numbers them."""
     ids = _special_token_ids()
     vocab = dict(_trained_tokenizer()[0])
-    config: dict[str, Any] = {
-        "architectures": ["Qwen3TTSForConditionalGeneration"],
+    return {
         "assistant_token_id": vocab["assistant"],
         "im_end_token_id": ids["<|im_end|>"],
         "im_start_token_id": ids["<|im_start|>"],
         "tts_bos_token_id": ids["<tts_text_bos>"],
         "tts_eos_token_id": ids["<tts_text_eod>"],
         "tts_pad_token_id": ids["<tts_pad>"],
+    }
+
+
+def _model_config(variant: str) -> dict[str, Any]:
+    """config.json for `variant` (voice_design mirrors the 1.7B VoiceDesign model)."""
+    config: dict[str, Any] = {
+        "architectures": ["Qwen3TTSForConditionalGeneration"],
+        **text_token_ids(),
         "model_type": "qwen3_tts",
         "tokenizer_type": "qwen3_tts_tokenizer_12hz",
         "tts_model_size": "1b7" if variant == "voice_design" else "0b6",

@@ -8,16 +8,10 @@ from pathlib import Path
 from hookspecs import TtsError, Voice
 
 from .log import get_logger
-from .registry import ModelFacts
+from .registry import MODE_FOR_KIND, ModelFacts
 from .settings import EngineSettings
 
 log = get_logger(__name__)
-
-_MODE_FOR_KIND = {
-    "custom_voice": "custom_voice",
-    "voice_design": "voice_design",
-    "base": "voice_clone",
-}
 
 
 @dataclass(frozen=True)
@@ -35,7 +29,7 @@ class VoicePlan:
 
 def resolve_voice(voice: Voice, settings: EngineSettings, facts: ModelFacts) -> VoicePlan:
     """Merge the request's voice with the settings and check it fits the model."""
-    expected = _MODE_FOR_KIND.get(facts.kind)
+    expected = MODE_FOR_KIND.get(facts.kind)
     if voice.mode != expected:
         raise TtsError(
             "unsupported_mode",
@@ -123,7 +117,7 @@ def _pick(wanted: str, supported: tuple[str, ...], what: str) -> str:
 
 
 def _kind_for(mode: str) -> str:
-    return next(kind for kind, m in _MODE_FOR_KIND.items() if m == mode)
+    return next(kind for kind, m in MODE_FOR_KIND.items() if m == mode)
 
 
 def _blank_to_none(value: str | None) -> str | None:
