@@ -290,14 +290,19 @@ def build_real_size_checkpoint(
     """
     _check_build_args(dtype, shrink)
     dest = pathlib.Path(dest)
-    staging = testing._temp_sibling(dest)
+    _build(dest, shrink, seed, dtype, publish=testing._replace_folder)
+    return dest
+
+
+def _build(target: pathlib.Path, shrink: int, seed: int, dtype: str, publish: Any) -> None:
+    """Write the folder into a temp sibling of ``target``, then ``publish(staging, target)``."""
+    staging = testing._temp_sibling(target)
     try:
         _write_text_files(staging, shrink)
         _write_weights(staging, shrink, seed, dtype)
-        testing._replace_folder(staging, dest)
+        publish(staging, target)
     finally:
         testing._remove_if_left(staging)
-    return dest
 
 
 def _cache_key(dtype: str, seed: int, shrink: int) -> str:
@@ -331,15 +336,8 @@ def real_size_checkpoint(
     root = pathlib.Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     name = f"0.6B-CustomVoice-{dtype}-seed{seed}-shrink{shrink}-{_cache_key(dtype, seed, shrink)}"
     target = root / name
-    if (target / "speech_tokenizer" / "model.safetensors").is_file():
-        return target
-    staging = testing._temp_sibling(target)
-    try:
-        _write_text_files(staging, shrink)
-        _write_weights(staging, shrink, seed, dtype)
-        testing._publish_once(staging, target)
-    finally:
-        testing._remove_if_left(staging)
+    if not (target / "speech_tokenizer" / "model.safetensors").is_file():
+        _build(target, shrink, seed, dtype, publish=testing._publish_once)
     return target
 
 

@@ -25,9 +25,6 @@ class Timing:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def ms(self) -> str:
-        return f"{self.median * 1e3:.2f} ms (min {self.min * 1e3:.2f}, max {self.max * 1e3:.2f})"
-
 
 def repeat(fn: Callable[[], Any], n: int, warmup: int = 1) -> Timing:
     """Time ``fn`` ``n`` times after ``warmup`` untimed calls."""

@@ -146,7 +146,6 @@ class DevicePlan:
     dtype: str
     attn_implementation: str
     why: str
-    coerced_from: str | None = None
 
     @property
     def is_cuda(self) -> bool:
@@ -184,7 +183,6 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
         dtype=dtype,
         attn_implementation=attn,
         why="; ".join(why),
-        coerced_from=coerced,
     )
     if coerced:
         log.warning(

@@ -279,11 +279,11 @@ def resolve_model(settings: EngineSettings) -> ResolvedModel:
     """The folder the settings select: ModelPath, else ModelsDir/<repo name> for ModelKey."""
     if settings.ModelPath is not None:
         path = settings.ModelPath.expanduser()
-        return ResolvedModel(model=str(settings.ModelPath), path=path, spec=None)
+        return ResolvedModel(model=str(settings.ModelPath), path=path)
     spec = MODELS.get(settings.ModelKey)
     if spec is None:
         raise unknown_key_error(settings.ModelKey)
-    return ResolvedModel(model=spec.key, path=settings.models_dir / spec.folder_name, spec=spec)
+    return ResolvedModel(model=spec.key, path=settings.models_dir / spec.folder_name)
 
 
 def _preview(text: str, limit: int = 40) -> str:

@@ -87,7 +87,6 @@ class ResolvedModel:
 
     model: str
     path: Path
-    spec: ModelSpec | None
 
 
 def unknown_key_error(key: str) -> TtsError:
