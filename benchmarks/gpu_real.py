@@ -551,7 +551,7 @@ def _policy_and_batch(path: pathlib.Path, device: str, frames: int, repeats: int
         loaded = pm.hook.tts_load(config=config)
         facts = {"dtype": loaded.dtype, "attn": loaded.attn_implementation}
         hook = _hook_call(pm, config, folder)
-        batch = _direct_call(engine.resident_model(), SEGMENTS)
+        batch = _direct_call(engine.resident_backend().model, SEGMENTS)
 
         def policy_figures() -> dict[str, Any]:
             how = "pm.hook.tts_load + tts_synthesize, Device=auto (includes the WAV write)"

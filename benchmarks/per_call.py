@@ -39,9 +39,8 @@ def overhead(model_dir: Path, repeats: int, max_new_tokens: int) -> dict[str, An
     from qwen3tts_plugin.hooks import get_engine
 
     pm, config = _setup(model_dir)
-    model = (
-        get_engine().resident_model()
-    )  # the very model the hook uses: same compute on both sides
+    # The very model the hook uses: the same compute on both sides.
+    model = get_engine().resident_backend().model
     speaker = model.get_supported_speakers()[0]
     folder = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     params = GenerationParams(max_new_tokens=max_new_tokens, seed=0)

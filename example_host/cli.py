@@ -66,6 +66,16 @@ def _generation_options(parser: argparse.ArgumentParser, max_new_tokens: int | N
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="example-host",
@@ -114,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     dub.add_argument("script", type=Path, help="a text file (one segment per line) or .srt")
     dub.add_argument("--out-dir", type=Path, required=True)
     dub.add_argument("--keep-going", action="store_true", help="continue past failed segments")
+    dub.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="segments per generate call (default: the engine's choice; 1 turns batching off)",
+    )
     dub.add_argument("--config", default=DEFAULT_CONFIG_ID, help="config id")
     _generation_options(dub, None)
     dub.set_defaults(run=commands.cmd_dub)

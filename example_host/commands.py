@@ -139,13 +139,19 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
 
     The model is loaded before the first segment: a model or device that cannot be used stops
     the run at once (exit 2), and the loaded model's own voice mode is used for every segment.
+    Segments go to the engine ``--batch-size`` at a time (default: the engine's batch size for
+    these settings, ``LoadResult.batch_size``); a given ``--batch-size`` also becomes the
+    engine's ``BatchSize`` for this run (the settings file is not changed).
     """
     pm = engines.plugin_manager()
     stored = store.config(args.config)
     engines.engine_for(pm, stored["provider"])
     segments = scripts.read_script(args.script)
+    if args.batch_size is not None:
+        stored["extra_params"] = {**stored.get("extra_params", {}), "BatchSize": args.batch_size}
     config = engines.engine_config(stored)
-    voice = engines.voice_with_mode(pm, config, Voice())
+    loaded = engines.load(pm, config)
+    voice = Voice(mode=engines.own_voice_mode(loaded))
     header = {
         "script": str(args.script.resolve()),
         "config_id": args.config,
@@ -168,6 +174,7 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
             keep_going=args.keep_going,
             header=header,
             on_segment=advance,
+            batch_size=loaded.batch_size,
         )
     print(render.dub_summary(report))
     if report.stopped_by is not None:

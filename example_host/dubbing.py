@@ -1,8 +1,10 @@
 """Narration dubbing: one WAV per script segment plus ``manifest.json``, resumable.
 
-The manifest is rewritten atomically after every segment. A rerun skips a segment whose entry
-has the same text and settings fingerprint and whose WAV is still there with the recorded size
-and duration, so a crashed run picks up where it stopped and a finished one touches nothing.
+Segments go to the engine in lists through ``tts_synthesize_batch``, ``batch_size`` at a time,
+so they share generate calls. The manifest is rewritten atomically after every list. A rerun
+skips a segment whose entry has the same text and settings fingerprint and whose WAV is still
+there with the recorded size and duration, so a crashed run picks up where it stopped and a
+finished one touches nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .scripts import Segment
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+SPEED_ONLY_SETTINGS = ("BatchSize",)
+"""extra_params that change how fast audio is made, not the audio: not in the fingerprint."""
 
 
 class ManifestError(Exception):
@@ -47,6 +51,7 @@ class DubReport:
     failures: list[dict[str, Any]] = field(default_factory=list)
     skipped_segments: list[int] = field(default_factory=list)
     stopped_by: TtsError | None = None
+    batch_size: int = 1
 
     @property
     def not_run(self) -> int:
@@ -63,8 +68,11 @@ def fingerprint(
     config: EngineConfig, generation: GenerationParams, voice: Voice | None = None
 ) -> str:
     """A short hash of everything besides the text that decides a segment's audio."""
+    dumped = config.model_dump(mode="json", include={"provider", "extra_params"})
+    for key in SPEED_ONLY_SETTINGS:
+        dumped["extra_params"].pop(key, None)
     recipe = {
-        "config": config.model_dump(mode="json", include={"provider", "extra_params"}),
+        "config": dumped,
         "voice": (voice or Voice()).model_dump(mode="json"),
         "generation": generation.model_dump(mode="json"),
     }
@@ -140,11 +148,15 @@ def dub(
     keep_going: bool = False,
     header: dict[str, Any] | None = None,
     on_segment: Callable[[Segment, str], None] | None = None,
+    batch_size: int = 1,
 ) -> DubReport:
     """Synthesise every segment not already done into ``out_dir``; see the module docstring.
 
     ``voice`` goes to every request as given (None: the contract's default ``Voice()``).
-    ``on_segment(segment, outcome)`` is called after each segment (for a progress bar).
+    ``batch_size`` segments go to the engine per hook call. ``on_segment(segment, outcome)``
+    is called for each segment once its list is done (for a progress bar). Without
+    ``keep_going`` the run stops after the list holding the first failed segment; the
+    segments of that list that were written are kept.
     """
     voice = voice or Voice()
     started = time.perf_counter()
@@ -155,7 +167,7 @@ def dub(
     header = {"version": MANIFEST_VERSION, **(header or {}), "fingerprint": fp}
     entries: dict[int, dict[str, Any]] = {}
     todo: list[Segment] = []
-    report = DubReport(manifest=manifest, total=len(segments))
+    report = DubReport(manifest=manifest, total=len(segments), batch_size=max(1, batch_size))
     for segment in segments:
         entry = old.get(segment.number)
         if segment.empty:
@@ -176,20 +188,22 @@ def dub(
         if status != "pending" and on_segment:
             on_segment(segment, "resumed" if status == "ok" else status)
     write_manifest(manifest, header, entries)
-    for segment in todo:
-        entry = _synthesize(pm, config, voice, segment, out_dir, generation, fp)
-        entries[segment.number] = entry
+    for first in range(0, len(todo), report.batch_size):
+        chunk = todo[first : first + report.batch_size]
+        done = _synthesize(pm, config, voice, chunk, out_dir, generation, fp)
+        entries.update((segment.number, entry) for segment, entry in zip(chunk, done, strict=True))
         write_manifest(manifest, header, entries)
-        if on_segment:
-            on_segment(segment, entry["status"])
-        if entry["status"] == "ok":
-            report.ok += 1
-            report.audio_s += entry["duration_s"]
-            continue
-        report.failed += 1
-        report.failures.append(entry)
-        if not keep_going:
-            error = entry["error"]
+        for segment, entry in zip(chunk, done, strict=True):
+            if on_segment:
+                on_segment(segment, entry["status"])
+            if entry["status"] == "ok":
+                report.ok += 1
+                report.audio_s += entry["duration_s"]
+            else:
+                report.failed += 1
+                report.failures.append(entry)
+        if report.failures and not keep_going:
+            error = report.failures[0]["error"]
             report.stopped_by = TtsError(error["code"], error["detail"], error["hint"])
             break
     report.wall_s = time.perf_counter() - started
@@ -200,40 +214,51 @@ def _synthesize(
     pm: pluggy.PluginManager,
     config: EngineConfig,
     voice: Voice,
-    segment: Segment,
+    segments: list[Segment],
     out_dir: Path,
     generation: GenerationParams,
     fp: str,
-) -> dict[str, Any]:
-    """One segment through ``tts_synthesize``; its manifest entry, ok or failed."""
-    entry = _base_entry(segment)
-    name = wav_name(segment.number)
-    request = SynthesisRequest(
-        config=config,
-        text=segment.text,
-        out_path=out_dir / name,
-        voice=voice,
-        generation=generation,
-    )
+) -> list[dict[str, Any]]:
+    """Segments through one ``tts_synthesize_batch`` call; their manifest entries, in order."""
+    requests = [
+        SynthesisRequest(
+            config=config,
+            text=segment.text,
+            out_path=out_dir / wav_name(segment.number),
+            voice=voice,
+            generation=generation,
+        )
+        for segment in segments
+    ]
     try:
-        result = pm.hook.tts_synthesize(request=request)
-    except TtsError as err:
-        return {**entry, "status": "failed", "error": err.to_dict()}
-    if result is None:
-        error = TtsError("unknown_provider", f"no engine answered provider {config.provider!r}")
-        return {**entry, "status": "failed", "error": error.to_dict()}
-    return {
-        **entry,
-        "status": "ok",
-        "path": name,
-        "duration_s": result.duration_s,
-        "sample_rate": result.sample_rate,
-        "bytes": result.path.stat().st_size,
-        "device": result.device,
-        "dtype": result.dtype,
-        "synth_s": round(result.synth_s, 3),
-        "fingerprint": fp,
-    }
+        items = pm.hook.tts_synthesize_batch(requests=requests)
+        if items is None:
+            raise TtsError("unknown_provider", f"no engine answered provider {config.provider!r}")
+    except TtsError as err:  # the list as a whole was refused: every segment failed with it
+        return [{**_base_entry(s), "status": "failed", "error": err.to_dict()} for s in segments]
+    entries = []
+    for segment, item in zip(segments, items, strict=True):
+        entry = _base_entry(segment)
+        if item.error is not None:
+            entries.append({**entry, "status": "failed", "error": item.error.model_dump()})
+            continue
+        result = item.result
+        entries.append(
+            {
+                **entry,
+                "status": "ok",
+                "path": result.path.name,
+                "duration_s": result.duration_s,
+                "sample_rate": result.sample_rate,
+                "bytes": result.path.stat().st_size,
+                "device": result.device,
+                "dtype": result.dtype,
+                "synth_s": round(result.synth_s, 3),
+                "batch_size": result.batch_size,
+                "fingerprint": fp,
+            }
+        )
+    return entries
 
 
 def progress_bar(total: int) -> Any:

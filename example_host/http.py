@@ -160,4 +160,5 @@ def _headers(result: SynthesisResult) -> dict[str, str]:
         "X-TTS-Sample-Rate": str(result.sample_rate),
         "X-TTS-RTF": f"{result.rtf:.3f}",
         "X-TTS-Synth-Seconds": f"{result.synth_s:.3f}",
+        "X-TTS-Batch-Size": str(result.batch_size),
     }

@@ -143,6 +143,7 @@ def dub_summary(report: DubReport) -> str:
     if report.not_run:
         rows.append(("pending", report.not_run))
     rows += [
+        ("batch", f"{report.batch_size} segments per call"),
         ("audio", f"{report.audio_s:.2f} s"),
         ("wall", f"{report.wall_s:.2f} s"),
         ("manifest", report.manifest),

@@ -1,8 +1,9 @@
 """The contract between a video editor and its text-to-speech engines.
 
-Hosts call ``plugin_manager()`` and then ``pm.hook.tts_capabilities()``, ``pm.hook.tts_load(...)``
-and ``pm.hook.tts_synthesize(...)``. Engines implement those hooks with ``@hookimpl`` and register
-under the ``autocut_tts`` entry-point group. Importing this package never imports torch.
+Hosts call ``plugin_manager()`` and then ``pm.hook.tts_capabilities()``,
+``pm.hook.tts_load(...)``, ``pm.hook.tts_synthesize(...)`` and
+``pm.hook.tts_synthesize_batch(...)``. Engines implement those hooks with ``@hookimpl`` and
+register under the ``autocut_tts`` entry-point group. Importing this package never imports torch.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -10,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 from .errors import TtsError
 from .manager import plugin_manager
 from .markers import PROJECT, hookimpl, hookspec
-from .specs import tts_capabilities, tts_load, tts_synthesize
+from .specs import tts_capabilities, tts_load, tts_synthesize, tts_synthesize_batch
 
 _MODELS = (
     "AccelerationStatus",
+    "BatchItem",
     "Capabilities",
     "DType",
     "EngineConfig",
+    "ErrorInfo",
     "GenerationParams",
     "GpuInfo",
     "LoadResult",
@@ -30,9 +33,11 @@ _MODELS = (
 if TYPE_CHECKING:
     from .models import (
         AccelerationStatus,
+        BatchItem,
         Capabilities,
         DType,
         EngineConfig,
+        ErrorInfo,
         GenerationParams,
         GpuInfo,
         LoadResult,
@@ -56,9 +61,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "PROJECT",
     "AccelerationStatus",
+    "BatchItem",
     "Capabilities",
     "DType",
     "EngineConfig",
+    "ErrorInfo",
     "GenerationParams",
     "GpuInfo",
     "LoadResult",
@@ -74,4 +81,5 @@ __all__ = [
     "tts_capabilities",
     "tts_load",
     "tts_synthesize",
+    "tts_synthesize_batch",
 ]

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .errors import TtsError
 
 DType = Literal["float32", "float16", "bfloat16"]
 """Floating-point precision an engine actually loaded, named as torch names it."""
@@ -129,6 +131,52 @@ class SynthesisResult(_Model):
     rtf: float = Field(
         ge=0, description="Real-time factor: synth_s / duration_s; below 1 is faster."
     )
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        description="How many texts shared the generate call that made this file (1: it ran "
+        "alone). synth_s is that shared call's time plus this file's write.",
+    )
+
+
+class ErrorInfo(_Model):
+    """A ``TtsError`` as data: what one failed item of a batch carries."""
+
+    code: str = Field(description="Stable error code, e.g. 'empty_text' (as TtsError.code).")
+    detail: str = Field(description="What went wrong, for people.")
+    hint: str | None = Field(default=None, description="What to do about it, when known.")
+
+    @classmethod
+    def from_error(cls, error: TtsError) -> ErrorInfo:
+        """The data of ``error``."""
+        return cls(code=error.code, detail=error.detail, hint=error.hint)
+
+    def to_error(self) -> TtsError:
+        """A ``TtsError`` to raise (``str()`` is ``"<code>: <detail>"``)."""
+        return TtsError(self.code, self.detail, self.hint)
+
+
+class BatchItem(_Model):
+    """The outcome of one request of ``tts_synthesize_batch``: a result or an error."""
+
+    index: int = Field(ge=0, description="Position of the request in the list passed in.")
+    result: SynthesisResult | None = Field(
+        default=None, description="What was written; None when the request failed."
+    )
+    error: ErrorInfo | None = Field(
+        default=None, description="Why the request failed (nothing was written); else None."
+    )
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> BatchItem:
+        if (self.result is None) == (self.error is None):
+            raise ValueError("a BatchItem has exactly one of result and error")
+        return self
+
+    @property
+    def ok(self) -> bool:
+        """True when the request was written."""
+        return self.result is not None
 
 
 class LoadResult(_Model):
@@ -153,6 +201,12 @@ class LoadResult(_Model):
         default_factory=list,
         description="Voice modes the loaded model speaks; the first is its own (a host can "
         "use it when the user chose none).",
+    )
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        description="Most texts one generate call takes with these settings (BatchSize, or "
+        "the engine's choice for the device); a host can send requests in lists this long.",
     )
 
 

@@ -1,4 +1,4 @@
-"""The three hooks a text-to-speech engine implements. Each docstring is that hook's manual."""
+"""The hooks a text-to-speech engine implements. Each docstring is that hook's manual."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from .markers import hookspec
 
 if TYPE_CHECKING:  # annotations only: plugin_manager() stays free of pydantic's start-up cost
     from .models import (
+        BatchItem,
         Capabilities,
         EngineConfig,
         LoadResult,
@@ -46,4 +47,26 @@ def tts_synthesize(request: SynthesisRequest) -> SynthesisResult | None:
     returns a result wins (firstresult). Loads the model first when needed. The file is written
     atomically: on any ``TtsError`` no partial file is left and an existing file at the path is
     untouched. Safe to call from many threads at once.
+    """
+
+
+@hookspec(firstresult=True)
+def tts_synthesize_batch(requests: list[SynthesisRequest]) -> list[BatchItem] | None:
+    """Speak many requests, sharing generate calls where they can, and report each one.
+
+    Answered by the engine whose provider every request names (``request.config.provider``);
+    an engine returns None when any request names another, and the first result wins
+    (firstresult). Returns one ``BatchItem`` per request, in request order (``item.index`` is
+    the request's position): ``result`` when its WAV was written, else ``error`` (an
+    ``ErrorInfo`` with the ``TtsError`` fields).
+
+    One bad request fails alone: every request is validated on its own (settings, text, voice,
+    output path) with the same codes ``tts_synthesize`` raises, gets its own error and writes
+    nothing, and the others are still written. Requests that can share a generate call (same
+    model, voice mode and sampling parameters) run together, up to the engine's batch size
+    per call; a failure inside a shared call fails every item of that call. An engine may run
+    seeded requests on their own so that a seed gives the same audio in a batch as alone. Files
+    are written atomically, as by ``tts_synthesize``. An empty list returns an empty list.
+    Raises ``TtsError`` only for the list as a whole (for example ``invalid_settings`` when it
+    is longer than the engine accepts). Safe to call from many threads at once.
     """

@@ -73,6 +73,32 @@ def check_waveform(wav: np.ndarray) -> np.ndarray:
     return wav
 
 
+def check_out_path(path: Path) -> None:
+    """Refuse, before any model work, an output path that cannot be written.
+
+    ``output_write_failed`` when the path is a folder, when what would be its folder is a file,
+    or when the nearest existing folder is not writable. A missing folder is fine: the write
+    creates it.
+    """
+    problem = None
+    if path.is_dir():
+        problem = "it is a folder"
+    else:
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            problem = f"{folder} is not a folder"
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problem = f"the folder {folder} is not writable"
+    if problem:
+        raise TtsError(
+            "output_write_failed",
+            f"cannot write {path}: {problem}",
+            "Choose a writable output path: a .wav file in a folder you can write to.",
+        )
+
+
 def write_wav_atomic(path: Path, wav: np.ndarray, sample_rate: int) -> None:
     """Write mono 16-bit PCM: a temporary file in the target folder, then a rename.
 

@@ -1,20 +1,26 @@
-"""The engine: one resident model per process, loaded once, and synthesis on it.
+"""The engine: one resident model per process, and synthesis on it, many texts per call.
 
-Data flows one way: settings → device plan → model folder → voice → load → generate → file.
-Calls take turns (turns.py) for loading and generation, so no call ever runs on a model another
-call has released or replaced, and two models never sit in memory together.
+Data flows one way: settings → device plan → model folder → voice → output path, every request
+checked on its own before any model work; then the scheduler (scheduler.py) gives each run of
+compatible requests its turn, the backend (backends/) speaks them in one generate call, and
+each waveform is checked and written. No call ever runs on a model another call has released or
+replaced, and two models never sit in memory together. The engine knows nothing of qwen_tts.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from hookspecs import (
     AccelerationStatus,
+    BatchItem,
     Capabilities,
     EngineConfig,
+    ErrorInfo,
     LoadResult,
     SynthesisRequest,
     SynthesisResult,
@@ -22,7 +28,8 @@ from hookspecs import (
 )
 
 from . import DISPLAY_NAME, PROVIDER, __version__
-from .devices import DevicePlan, acceleration_status, decide
+from .backends import Backend, LoadKey, backend_class
+from .devices import DevicePlan, acceleration_status, batch_size_for, decide
 from .log import get_logger
 from .registry import (
     MODELS,
@@ -33,17 +40,18 @@ from .registry import (
     read_model_facts,
     unknown_key_error,
 )
+from .scheduler import Scheduler
 from .settings import EngineSettings, parse_settings, settings_schema
-from .turns import Turns
-from .voices import VoicePlan, resolve_voice
-
-if TYPE_CHECKING:
-    from qwen_tts import Qwen3TTSModel
+from .voices import VoicePlan, resolve_voice, with_reference
 
 log = get_logger(__name__)
 
 SAMPLE_RATE = 24_000
 VOICE_MODES = ["custom_voice", "voice_design", "voice_clone"]
+MAX_BATCH_REQUESTS = 1024
+"""Most requests one ``tts_synthesize_batch`` call takes."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,23 +64,51 @@ class Prepared:
     facts: ModelFacts
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        """What makes two loads the same: folder, device, dtype, attention."""
-        return (
-            str(self.model.path),
-            self.plan.device,
-            self.plan.dtype,
-            self.plan.attn_implementation,
+    def key(self) -> LoadKey:
+        """What makes two loads the same: folder, device, dtype, attention, backend."""
+        return LoadKey(
+            path=str(self.model.path),
+            device=self.plan.device,
+            dtype=self.plan.dtype,
+            attn_implementation=self.plan.attn_implementation,
         )
+
+    @property
+    def batch_size(self) -> int:
+        """Most texts one generate call takes with these settings."""
+        return batch_size_for(self.settings.BatchSize, self.plan)
 
 
 @dataclass
 class Resident:
-    """The model in memory and the decision it was loaded with."""
+    """The backend in memory and the key it was loaded with."""
 
-    key: tuple[str, str, str, str]
-    model: Qwen3TTSModel
-    plan: DevicePlan
+    key: LoadKey
+    backend: Backend
+
+
+@dataclass(eq=False)
+class Job:
+    """One checked request waiting for its turn, and what became of it."""
+
+    request: SynthesisRequest
+    prepared: Prepared
+    voice: VoicePlan
+    load_key: LoadKey
+    batch_key: Hashable | None
+    limit: int
+    result: SynthesisResult | None = None
+    error: TtsError | None = None
+
+
+@dataclass(eq=False)
+class Exclusive:
+    """A turn that needs the engine to itself: making a model resident, or releasing it."""
+
+    load_key: LoadKey | None
+    batch_key: None = None
+    limit: int = 1
+    value: Any = field(default=None, repr=False)
 
 
 class Engine:
@@ -80,11 +116,13 @@ class Engine:
 
     def __init__(self) -> None:
         self._resident: Resident | None = None
-        self._turns = Turns(lambda: None if self._resident is None else self._resident.key)
+        self._scheduler: Scheduler[Any] = Scheduler(
+            lambda: None if self._resident is None else self._resident.key
+        )
         self._plans: dict[tuple[Any, ...], tuple[AccelerationStatus, DevicePlan]] = {}
         self.last_error: TtsError | None = None
 
-    # --- the three hooks -----------------------------------------------------------------
+    # --- the hooks -----------------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
         """What this engine offers on this machine; loads nothing."""
@@ -111,24 +149,27 @@ class Engine:
         resident = self._resident
         load_s = None
         if resident is None or resident.key != prepared.key:
-            with self._turns.turn(prepared.key):
-                resident, load_s = self._ensure(prepared)
+            resident, load_s = self._alone(prepared.key, lambda: self._ensure(prepared))
         cached = load_s is None  # resident already, or loaded by another call while this waited
         return LoadResult(
             provider=PROVIDER,
             model=prepared.model.model,
             model_path=prepared.model.path,
-            device=resident.plan.device,
+            device=resident.backend.plan.device,
             device_source=prepared.plan.source,
-            dtype=resident.plan.dtype,
-            attn_implementation=resident.plan.attn_implementation,
+            dtype=resident.backend.plan.dtype,
+            attn_implementation=resident.backend.plan.attn_implementation,
             load_s=time.perf_counter() - started if cached else load_s,
             cached=cached,
             voice_modes=list(prepared.facts.voice_modes),
+            batch_size=prepared.batch_size,
         )
 
     def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
-        """Speak ``request.text`` into ``request.out_path``; see the hook's contract."""
+        """Speak ``request.text`` into ``request.out_path``; see the hook's contract.
+
+        Calls that arrive while a generate call runs share the next one (scheduler.py).
+        """
         mode = request.voice.mode
         log.info(
             "tts.synthesize.start",
@@ -137,23 +178,54 @@ class Engine:
             preview=_preview(request.text),
         )
         try:
-            prepared = self.prepare(request.config.extra_params, text=request.text)
-            voice = resolve_voice(request.voice, prepared.settings, prepared.facts)
-            with self._turns.turn(prepared.key):
-                resident, load_s = self._ensure(prepared)
-                result = self._generate(resident, voice, request, load_s or 0.0)
+            job = self.job(request)
+            self._scheduler.run([job], self._execute)
+            if job.error is not None:
+                raise job.error
         except TtsError as err:
             log.warning("tts.synthesize.failed", code=err.code, detail=err.detail, mode=mode)
             raise
+        assert job.result is not None  # a job ends with a result or an error
+        _log_done(job.result)
+        return job.result
+
+    def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[BatchItem]:
+        """Speak every request, sharing generate calls; one ``BatchItem`` per request, in order.
+
+        Each request is checked on its own and fails alone. The valid ones are queued longest
+        text first, so each generate call takes texts of similar length (little padding).
+        """
+        if len(requests) > MAX_BATCH_REQUESTS:
+            raise TtsError(
+                "invalid_settings",
+                f"{len(requests)} requests in one batch; at most {MAX_BATCH_REQUESTS}",
+                f"Send the requests in lists of at most {MAX_BATCH_REQUESTS}.",
+            )
+        started = time.perf_counter()
+        log.info("tts.batch.start", requests=len(requests))
+        outcomes: list[Job | TtsError] = []
+        references: dict[Any, Any] = {}
+        out_paths: dict[str, int] = {}
+        for index, request in enumerate(requests):
+            try:
+                job = self.job(request, references)
+                _claim_out_path(request, index, out_paths)
+            except TtsError as err:
+                log.warning("tts.synthesize.failed", code=err.code, detail=err.detail, index=index)
+                outcomes.append(err)
+            else:
+                outcomes.append(job)
+        jobs = [job for job in outcomes if isinstance(job, Job)]
+        self._scheduler.run(sorted(jobs, key=lambda j: -len(j.request.text)), self._execute)
+        items = [_batch_item(index, outcome) for index, outcome in enumerate(outcomes)]
         log.info(
-            "tts.synthesize.done",
-            audio_s=round(result.duration_s, 3),
-            synth_s=round(result.synth_s, 3),
-            rtf=round(result.rtf, 3),
-            device=result.device,
-            path=str(result.path),
+            "tts.batch.done",
+            requests=len(requests),
+            ok=sum(item.ok for item in items),
+            failed=sum(not item.ok for item in items),
+            seconds=round(time.perf_counter() - started, 3),
         )
-        return result
+        return items
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -167,6 +239,32 @@ class Engine:
         check_model_dir(model.path)
         return Prepared(settings, plan, model, read_model_facts(model.path))
 
+    def job(self, request: SynthesisRequest, references: dict[Any, Any] | None = None) -> Job:
+        """``request`` checked (settings, text, model folder, voice, output path) and queueable.
+
+        ``references`` shares decoded reference recordings between the requests of a batch.
+        """
+        from .audio import check_out_path
+
+        prepared = self.prepare(request.config.extra_params, text=request.text)
+        voice = resolve_voice(request.voice, prepared.settings, prepared.facts)
+        check_out_path(request.out_path)
+        voice = with_reference(voice, references)
+        limit = prepared.batch_size
+        params = request.generation
+        alone = limit == 1 or (params.do_sample and params.seed is not None)
+        return Job(
+            request=request,
+            prepared=prepared,
+            voice=voice,
+            load_key=prepared.key,
+            # A seeded sampled request runs alone: its draws must not depend on its neighbours.
+            batch_key=None
+            if alone
+            else (prepared.key, voice.mode, params.model_copy(update={"seed": None}), limit),
+            limit=limit,
+        )
+
     def _plan(self, settings: EngineSettings) -> DevicePlan:
         """The device decision for these settings, made (and logged) once per machine status."""
         status = acceleration_status()
@@ -178,6 +276,16 @@ class Engine:
         self._plans[key] = (status, plan)
         return plan
 
+    def _alone(self, key: LoadKey | None, action: Callable[[], T]) -> T:
+        """``action()`` in a turn of its own (no generate call runs meanwhile)."""
+        turn = Exclusive(key)
+
+        def execute(run: list[Exclusive]) -> None:
+            turn.value = action()
+
+        self._scheduler.run([turn], execute)
+        return turn.value
+
     def _ensure(self, prepared: Prepared) -> tuple[Resident, float | None]:
         """The resident model for ``prepared``, loading it (and releasing another) if needed.
 
@@ -187,9 +295,8 @@ class Engine:
         if self._resident is not None and self._resident.key == prepared.key:
             return self._resident, None
         self._release("settings changed")
-        from .loading import import_qwen_tts, load_model
-
-        import_qwen_tts()  # first call only: seconds of imports, not part of the load time
+        backend_type = backend_class(prepared.key.backend)
+        backend_type.import_runtime()  # first call only: seconds of imports, not load time
         log.info(
             "tts.load.start",
             model=prepared.model.model,
@@ -197,67 +304,96 @@ class Engine:
             device=prepared.plan.device,
             dtype=prepared.plan.dtype,
             attn_implementation=prepared.plan.attn_implementation,
+            backend=prepared.key.backend,
         )
         started = time.perf_counter()
         try:
-            model = load_model(prepared.model.path, prepared.plan)
+            backend = backend_type.load(prepared.model.path, prepared.plan)
         except TtsError as err:
             # A copy without the traceback: the failed load's frames must not stay alive.
             self.last_error = TtsError(err.code, err.detail, err.hint)
             log.error("tts.load.failed", code=err.code, detail=err.detail)
             raise
         seconds = time.perf_counter() - started
-        self._resident = Resident(prepared.key, model, prepared.plan)
+        self._resident = Resident(prepared.key, backend)
         self.last_error = None
         log.info("tts.load.done", seconds=round(seconds, 3), device=prepared.plan.device)
         return self._resident, seconds
 
-    def _generate(
-        self, resident: Resident, voice: VoicePlan, request: SynthesisRequest, load_s: float
-    ) -> SynthesisResult:
-        from .audio import check_waveform, write_wav_atomic
-        from .generation import generate
+    def _execute(self, run: list[Job]) -> None:
+        """One turn: the run's model resident, one generate call, then each file on its own.
 
-        started = time.perf_counter()
-        wav, rate = generate(resident.model, resident.plan, voice, request)
-        wav = check_waveform(wav)
-        write_wav_atomic(request.out_path, wav, rate)
-        synth_s = time.perf_counter() - started
-        duration_s = wav.size / rate
-        return SynthesisResult(
-            provider=PROVIDER,
-            path=request.out_path,
-            duration_s=duration_s,
-            sample_rate=rate,
-            device=resident.plan.device,
-            dtype=resident.plan.dtype,
-            attn_implementation=resident.plan.attn_implementation,
-            load_s=load_s,
-            synth_s=synth_s,
-            rtf=synth_s / duration_s,
+        Outcomes are recorded on the jobs: a failed load or generate call fails every job of
+        the run; a bad waveform or a failed write fails only its own job.
+        """
+        from .audio import check_waveform, write_wav_atomic
+
+        lead = run[0]
+        try:
+            resident, load_s = self._ensure(lead.prepared)
+            started = time.perf_counter()
+            waveforms = resident.backend.generate(
+                [job.request.text for job in run],
+                [job.voice for job in run],
+                lead.request.generation,
+            )
+        except TtsError as err:
+            for job in run:
+                job.error = _own_copy(err)
+            return
+        generate_s = time.perf_counter() - started
+        rate = resident.backend.sample_rate
+        plan = resident.backend.plan
+        log.info(
+            "tts.generate.done",
+            texts=len(run),
+            chars=[len(job.request.text) for job in run],
+            mode=lead.voice.mode,
+            seconds=round(generate_s, 3),
+            device=plan.device,
         )
+        for job, waveform in zip(run, waveforms, strict=True):
+            written = time.perf_counter()
+            try:
+                wav = check_waveform(waveform)
+                write_wav_atomic(job.request.out_path, wav, rate)
+            except TtsError as err:
+                job.error = err
+                continue
+            synth_s = generate_s + time.perf_counter() - written
+            duration_s = wav.size / rate
+            job.result = SynthesisResult(
+                provider=PROVIDER,
+                path=job.request.out_path,
+                duration_s=duration_s,
+                sample_rate=rate,
+                device=plan.device,
+                dtype=plan.dtype,
+                attn_implementation=plan.attn_implementation,
+                load_s=load_s or 0.0,
+                synth_s=synth_s,
+                rtf=synth_s / duration_s,
+                batch_size=len(run),
+            )
 
     # --- state ---------------------------------------------------------------------------
 
     def release(self) -> None:
         """Drop the resident model, if any, and free its memory."""
-        with self._turns.turn(None):
-            self._release("released by request")
+        self._alone(None, lambda: self._release("released by request"))
 
     def _release(self, reason: str) -> None:
-        if self._resident is None:
-            return
-        plan = self._resident.plan
-        self._resident = None
-        from .loading import free_device_memory
-
-        free_device_memory()
-        log.info("tts.model.released", device=plan.device, reason=reason)
-
-    def resident_model(self) -> Qwen3TTSModel | None:
-        """The loaded qwen_tts model, for benchmarks and checks that compare against it."""
         resident = self._resident
-        return None if resident is None else resident.model
+        if resident is None:
+            return
+        self._resident = None
+        resident.backend.release()
+        log.info("tts.model.released", device=resident.key.device, reason=reason)
+
+    def resident_backend(self) -> Backend | None:
+        """The loaded backend, for benchmarks and checks that compare against its model."""
+        resident = self._resident
+        return None if resident is None else resident.backend
 
     def state(self) -> dict[str, Any]:
         """What is resident and the last load error, for status displays."""
@@ -266,10 +402,11 @@ class Engine:
             "resident": None
             if resident is None
             else {
-                "path": resident.key[0],
-                "device": resident.plan.device,
-                "dtype": resident.plan.dtype,
-                "attn_implementation": resident.plan.attn_implementation,
+                "path": resident.key.path,
+                "device": resident.key.device,
+                "dtype": resident.key.dtype,
+                "attn_implementation": resident.key.attn_implementation,
+                "backend": resident.key.backend,
             },
             "last_error": None if self.last_error is None else self.last_error.to_dict(),
         }
@@ -290,3 +427,46 @@ def _preview(text: str, limit: int = 40) -> str:
     """The start of the text for logs; the full text is never logged."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _log_done(result: SynthesisResult) -> None:
+    log.info(
+        "tts.synthesize.done",
+        audio_s=round(result.duration_s, 3),
+        synth_s=round(result.synth_s, 3),
+        rtf=round(result.rtf, 3),
+        device=result.device,
+        batch_size=result.batch_size,
+        path=str(result.path),
+    )
+
+
+def _own_copy(err: TtsError) -> TtsError:
+    """A fresh error for one job: one failure shared by a run is raised in several threads."""
+    copy = TtsError(err.code, err.detail, err.hint)
+    copy.__cause__ = err.__cause__
+    return copy
+
+
+def _claim_out_path(request: SynthesisRequest, index: int, claimed: dict[str, int]) -> None:
+    """Refuse an output path an earlier request of the same batch writes."""
+    path = os.path.abspath(request.out_path)
+    first = claimed.setdefault(path, index)
+    if first != index:
+        raise TtsError(
+            "output_write_failed",
+            f"{request.out_path} is also the output of request {first} in this batch",
+            "Give every request of a batch its own out_path.",
+        )
+
+
+def _batch_item(index: int, outcome: Job | TtsError) -> BatchItem:
+    if isinstance(outcome, TtsError):
+        return BatchItem(index=index, error=ErrorInfo.from_error(outcome))
+    if outcome.error is not None:
+        error = outcome.error
+        log.warning("tts.synthesize.failed", code=error.code, detail=error.detail, index=index)
+        return BatchItem(index=index, error=ErrorInfo.from_error(error))
+    assert outcome.result is not None  # a job ends with a result or an error
+    _log_done(outcome.result)
+    return BatchItem(index=index, result=outcome.result)

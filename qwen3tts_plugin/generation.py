@@ -1,4 +1,4 @@
-"""One call into qwen_tts for a settled voice, with seeded, isolated randomness.
+"""One qwen_tts generate call for a list of texts and settled voices, seeded and isolated.
 
 Imported only from the functions that synthesise (it imports torch).
 """
@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hookspecs import GenerationParams, SynthesisRequest, TtsError
+from hookspecs import GenerationParams, TtsError
 
 from .devices import DevicePlan
 from .hints import DEVICE_HINT, FP32_HINT
@@ -25,40 +25,64 @@ if TYPE_CHECKING:
 
 
 def generate(
-    model: Qwen3TTSModel, plan: DevicePlan, voice: VoicePlan, request: SynthesisRequest
-) -> tuple[np.ndarray, int]:
-    """Generate one waveform; any failure inside qwen_tts becomes ``synthesis_failed``."""
-    kwargs = sampling_kwargs(request.generation)
-    if voice.mode == "voice_clone":
-        from .audio import read_reference
-
-        reference = read_reference(voice.ref_audio)  # before the RNG fork: it is plain I/O
+    model: Qwen3TTSModel,
+    plan: DevicePlan,
+    texts: Sequence[str],
+    voices: Sequence[VoicePlan],
+    params: GenerationParams,
+) -> list[np.ndarray]:
+    """One waveform per text from one qwen_tts call; any failure inside it is
+    ``synthesis_failed`` for the whole call."""
+    modes = {voice.mode for voice in voices}
+    if len(texts) != len(voices) or len(modes) != 1:
+        raise ValueError(f"one voice per text, all of one mode; got {len(texts)} texts, {modes}")
+    kwargs = sampling_kwargs(params)
+    texts, voices = list(texts), list(voices)
     try:
-        with seeded(request.generation.seed, plan):
-            if voice.mode == "custom_voice":
-                wavs, rate = model.generate_custom_voice(
-                    text=request.text,
-                    speaker=voice.speaker,
-                    language=voice.language,
-                    instruct=voice.instruct,
+        with seeded(params.seed, plan):
+            if voices[0].mode == "custom_voice":
+                wavs, _rate = model.generate_custom_voice(
+                    text=texts,
+                    speaker=[voice.speaker for voice in voices],
+                    language=[voice.language for voice in voices],
+                    instruct=[voice.instruct for voice in voices],
                     **kwargs,
                 )
-            elif voice.mode == "voice_design":
-                wavs, rate = model.generate_voice_design(
-                    text=request.text, instruct=voice.instruct, language=voice.language, **kwargs
+            elif voices[0].mode == "voice_design":
+                wavs, _rate = model.generate_voice_design(
+                    text=texts,
+                    instruct=[voice.instruct for voice in voices],
+                    language=[voice.language for voice in voices],
+                    **kwargs,
                 )
             else:
-                wavs, rate = model.generate_voice_clone(
-                    text=request.text,
-                    language=voice.language,
-                    ref_audio=reference,
-                    ref_text=voice.ref_text,
-                    x_vector_only_mode=voice.x_vector_only,
+                wavs, _rate = model.generate_voice_clone(
+                    text=texts,
+                    language=[voice.language for voice in voices],
+                    voice_clone_prompt=clone_prompts(model, voices),
                     **kwargs,
                 )
     except Exception as exc:  # noqa: BLE001 - anything qwen_tts or torch raises is reported
         raise synthesis_error(exc) from forget_locals(exc)
-    return wavs[0], int(rate)
+    if len(wavs) != len(texts):
+        raise TtsError(
+            "synthesis_failed", f"qwen_tts returned {len(wavs)} waveforms for {len(texts)} texts"
+        )
+    return list(wavs)
+
+
+def clone_prompts(model: Qwen3TTSModel, voices: list[VoicePlan]) -> list[Any]:
+    """One voice-clone prompt per voice, each distinct reference encoded once."""
+    distinct = list(dict.fromkeys(voices))
+    if any(voice.reference is None for voice in distinct):
+        raise ValueError("voice_clone voices carry their decoded reference (VoicePlan.reference)")
+    items = model.create_voice_clone_prompt(
+        ref_audio=[voice.reference for voice in distinct],
+        ref_text=[voice.ref_text for voice in distinct],
+        x_vector_only_mode=[voice.x_vector_only for voice in distinct],
+    )
+    by_voice = dict(zip(distinct, items, strict=True))
+    return [by_voice[voice] for voice in voices]
 
 
 def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:

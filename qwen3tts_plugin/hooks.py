@@ -15,6 +15,7 @@ from . import PROVIDER
 
 if TYPE_CHECKING:
     from hookspecs import (
+        BatchItem,
         Capabilities,
         EngineConfig,
         LoadResult,
@@ -57,3 +58,10 @@ def tts_synthesize(request: SynthesisRequest) -> SynthesisResult | None:
     if request.config.provider != PROVIDER:
         return None
     return get_engine().synthesize(request)
+
+
+@hookimpl
+def tts_synthesize_batch(requests: list[SynthesisRequest]) -> list[BatchItem] | None:
+    if any(request.config.provider != PROVIDER for request in requests):
+        return None
+    return get_engine().synthesize_batch(requests)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,7 +25,7 @@ PRECISIONS = {
     "bf16": "bfloat16",
     "bfloat16": "bfloat16",
 }
-ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")
+MAX_BATCH_SIZE = 64
 
 
 def _any_case(word: str) -> str:
@@ -91,6 +91,11 @@ class EngineSettings(BaseModel):
         default=True,
         description="Voice clone from the speaker embedding only (no transcript needed).",
     )
+    BatchSize: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = Field(
+        default="auto",
+        description=f"Most texts one generate call takes (1..{MAX_BATCH_SIZE}; 1 turns "
+        "batching off). auto: the engine's measured choice for the device.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -108,6 +113,17 @@ class EngineSettings(BaseModel):
     @classmethod
     def _fold_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("BatchSize", mode="before")
+    @classmethod
+    def _batch_size_text(cls, value: Any) -> Any:
+        """'auto' in any case, and whole numbers typed as text ('8'); never a bool."""
+        if isinstance(value, bool):
+            raise ValueError("BatchSize is 'auto' or a whole number, not true/false")
+        if isinstance(value, str):
+            text = value.strip().lower()
+            return int(text) if text.isascii() and text.isdigit() else text
+        return value
 
     @property
     def dtype_request(self) -> str:

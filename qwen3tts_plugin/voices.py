@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hookspecs import TtsError, Voice
 
 from .log import get_logger
 from .registry import MODE_FOR_KIND, ModelFacts
 from .settings import EngineSettings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = get_logger(__name__)
 
@@ -25,6 +30,22 @@ class VoicePlan:
     ref_audio: Path | None = None
     ref_text: str | None = None
     x_vector_only: bool = True
+    reference: tuple[np.ndarray, int] | None = field(default=None, compare=False, repr=False)
+    """voice_clone: ``ref_audio`` decoded (mono float32, rate), read before any model work."""
+
+
+def with_reference(voice: VoicePlan, cache: dict[Path, Any] | None = None) -> VoicePlan:
+    """``voice`` with its reference recording decoded and checked (``ref_audio_invalid``);
+    other modes unchanged. ``cache`` shares one decoding between requests of a batch."""
+    if voice.mode != "voice_clone" or voice.ref_audio is None:
+        return voice
+    from .audio import read_reference
+
+    if cache is None:
+        cache = {}
+    if voice.ref_audio not in cache:
+        cache[voice.ref_audio] = read_reference(voice.ref_audio)
+    return dataclasses.replace(voice, reference=cache[voice.ref_audio])
 
 
 def resolve_voice(voice: Voice, settings: EngineSettings, facts: ModelFacts) -> VoicePlan:

@@ -15,7 +15,9 @@ from pydantic import ValidationError
 
 import hookspecs
 from hookspecs import (
+    BatchItem,
     EngineConfig,
+    ErrorInfo,
     GenerationParams,
     LoadResult,
     SynthesisRequest,
@@ -161,22 +163,61 @@ def test_every_model_field_is_documented():
             assert not undocumented, f"{name}: {undocumented}"
 
 
+FIRSTRESULT = {
+    "tts_capabilities": False,
+    "tts_load": True,
+    "tts_synthesize": True,
+    "tts_synthesize_batch": True,
+}
+
+
 def test_every_hook_is_documented_and_firstresult_as_specified():
+    """Every spec in hookspecs.specs, so a new hook cannot slip in undocumented."""
     pm = hookspecs.plugin_manager(load_entrypoints=False)
-    hooks = {
-        name: getattr(pm.hook, name) for name in ("tts_capabilities", "tts_load", "tts_synthesize")
+    specs = {
+        name: getattr(pm.hook, name)
+        for name, fn in vars(hookspecs.specs).items()
+        if name.startswith("tts_") and callable(fn)
     }
-    for name in hooks:
+    assert set(specs) == set(FIRSTRESULT)
+    for name, caller in specs.items():
         assert len(inspect.getdoc(getattr(hookspecs, name)) or "") > 100, name
-    assert not hooks["tts_capabilities"].spec.opts["firstresult"]
-    assert hooks["tts_load"].spec.opts["firstresult"]
-    assert hooks["tts_synthesize"].spec.opts["firstresult"]
+        assert caller.spec.opts["firstresult"] is FIRSTRESULT[name], name
+        assert name in hookspecs.__all__, name
+
+
+def test_a_batch_item_holds_exactly_one_outcome(tmp_path):
+    result = SynthesisResult(
+        provider="qwen3_tts",
+        path=tmp_path / "a.wav",
+        duration_s=1,
+        sample_rate=24000,
+        device="cpu",
+        dtype="float32",
+        attn_implementation="sdpa",
+        load_s=0,
+        synth_s=1,
+        rtf=1,
+    )
+    assert result.batch_size == 1  # engines that predate batching still build valid results
+    error = ErrorInfo.from_error(TtsError("empty_text", "nothing to say", "Say something."))
+    assert BatchItem(index=0, result=result).ok
+    failed = BatchItem(index=1, error=error)
+    assert not failed.ok and str(failed.error.to_error()) == "empty_text: nothing to say"
+    assert failed.error.to_error().hint == "Say something."
+    for bad in ({"index": 0}, {"index": 0, "result": result, "error": error}):
+        with pytest.raises(ValidationError, match="exactly one"):
+            BatchItem(**bad)
+    with pytest.raises(ValidationError):
+        BatchItem(index=-1, error=error)
+    again = BatchItem.model_validate_json(failed.model_dump_json())
+    assert again == failed
 
 
 def test_specs_can_be_added_from_the_top_level_package():
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    assert {"tts_capabilities", "tts_load", "tts_synthesize"} <= set(vars(pm.hook))
+    assert set(FIRSTRESULT) <= set(vars(pm.hook))
 
 
 def test_an_in_test_engine_is_called_and_others_return_none(tmp_path):

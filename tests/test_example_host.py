@@ -450,11 +450,62 @@ def test_dub_without_keep_going_stops_at_the_first_failure(host, settings, tmp_p
     script = tmp_path / "script.txt"
     script.write_text("One.\n\u3000\nThree.\n")
     out_dir = tmp_path / "dub"
-    code, out, err = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
+    code, out, err = host(
+        "--settings", settings, "dub", script, "--out-dir", out_dir, "--batch-size", "1", *FAST
+    )
     assert code == 2 and err.splitlines()[-1].startswith("empty_text: ")
     assert (summary(out)["ok"], summary(out)["failed"], summary(out)["pending"]) == ("1", "1", "1")
     statuses = [e["status"] for e in manifest_of(out_dir)["segments"]]
     assert statuses == ["ok", "failed", "pending"]
+
+
+def test_dub_stops_after_the_list_holding_the_first_failure_and_keeps_its_files(
+    host, settings, tmp_path
+):
+    script = tmp_path / "script.txt"
+    script.write_text("One.\n\u3000\nThree.\nFour.\nFive.\n")
+    out_dir = tmp_path / "dub"
+    code, _out, err = host(
+        "--settings", settings, "dub", script, "--out-dir", out_dir, "--batch-size", "3", *FAST
+    )
+    assert code == 2 and err.splitlines()[-1].startswith("empty_text: ")
+    statuses = [e["status"] for e in manifest_of(out_dir)["segments"]]
+    assert statuses == ["ok", "failed", "ok", "pending", "pending"]
+    assert sorted(p.name for p in out_dir.glob("*.wav")) == ["seg_0001.wav", "seg_0003.wav"]
+
+
+def test_dub_sends_segments_in_lists_that_share_generate_calls(host, settings, tmp_path):
+    """Unseeded segments share generate calls (the engine's batch size by default); a seed,
+    or --batch-size 1, makes each segment its own call. Resume ignores the batch size."""
+    script = tmp_path / "script.txt"
+    script.write_text("".join(f"Segment number {n} of the narration.\n" for n in range(1, 11)))
+    unseeded = ["--max-new-tokens", "8"]
+    out_dir = tmp_path / "dub"
+    code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *unseeded)
+    assert code == 0 and summary(out)["batch"] == "8 segments per call"
+    sizes = [e["batch_size"] for e in manifest_of(out_dir)["segments"]]
+    assert sizes == [8] * 8 + [2] * 2
+
+    code, out, _ = host(
+        "--settings", settings, "dub", script, "--out-dir", out_dir, "--batch-size", "4", *unseeded
+    )
+    assert code == 0 and (summary(out)["ok"], summary(out)["resumed"]) == ("0", "10")
+
+    other = tmp_path / "one_by_one"
+    code, out, _ = host(
+        "--settings", settings, "dub", script, "--out-dir", other, "--batch-size", "1", *unseeded
+    )
+    assert code == 0 and summary(out)["batch"] == "1 segments per call"
+    assert {e["batch_size"] for e in manifest_of(other)["segments"]} == {1}
+
+    seeded = tmp_path / "seeded"
+    code, out, _ = host("--settings", settings, "dub", script, "--out-dir", seeded, *FAST)
+    assert code == 0 and {e["batch_size"] for e in manifest_of(seeded)["segments"]} == {1}
+
+
+def test_dub_refuses_a_batch_size_below_one(host, settings, tmp_path):
+    with pytest.raises(SystemExit):
+        host("--settings", settings, "dub", "x.txt", "--out-dir", tmp_path, "--batch-size", "0")
 
 
 def test_dub_on_an_unusable_gpu_stops_before_the_first_segment(host, settings, tmp_path):

@@ -182,3 +182,27 @@ def test_status_mapping():
     assert status_for("unsupported_mode") == status_for("unknown_provider") == 422
     assert status_for("unknown_model_key") == status_for("model_invalid") == 503
     assert status_for("synthesis_failed") == status_for("invalid_audio") == 500
+
+
+def test_concurrent_previews_share_generate_calls(client):
+    """Listen buttons pressed at once (the route runs each in a worker thread): requests that
+    arrive while a generate call runs go together into the next one."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {
+        "text": "Hello there.",
+        "voice": {"speaker": "ryan"},
+        "generation": {"max_new_tokens": 8},
+    }
+    client.post("/api/tts/preview", json=body)  # the model is resident before the rush
+    barrier = threading.Barrier(8)
+
+    def press(_):
+        barrier.wait()
+        return client.post("/api/tts/preview", json=body)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(press, range(8)))
+    assert all(r.status_code == 200 for r in responses)
+    assert max(int(r.headers["X-TTS-Batch-Size"]) for r in responses) > 1

@@ -1,0 +1,78 @@
+"""Backends: what runs a loaded model. The engine talks to one only through ``Backend``.
+
+A backend places a model folder on the plan's device at load time (and proves it landed
+there), turns a list of texts into a list of waveforms in one generate call, and gives its
+memory back on release. ``qwen_tts`` (qwen_tts's own generate loop) is the first; a faster one
+is a second class with the same methods.
+
+Importing this package is cheap: a backend's module (torch, qwen_tts) is imported on load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hookspecs import GenerationParams
+
+    from ..devices import DevicePlan
+    from ..voices import VoicePlan
+
+BACKENDS = {"qwen_tts": "qwen3tts_plugin.backends.qwen_tts:QwenTtsBackend"}
+"""Backend name → ``module:class``; the one list of backends."""
+
+DEFAULT_BACKEND = "qwen_tts"
+
+
+@dataclass(frozen=True)
+class LoadKey:
+    """What makes two loads the same model in memory."""
+
+    path: str
+    device: str
+    dtype: str
+    attn_implementation: str
+    backend: str = DEFAULT_BACKEND
+
+
+class Backend(Protocol):
+    """A model placed on one device that speaks lists of texts."""
+
+    name: str
+    plan: DevicePlan
+
+    @classmethod
+    def import_runtime(cls) -> None:
+        """Import the libraries the backend runs on: seconds, once per process."""
+
+    @classmethod
+    def load(cls, path: Path, plan: DevicePlan) -> Backend:
+        """Place the model in ``path`` on ``plan.device`` and verify it; ``TtsError`` if not."""
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the waveforms ``generate`` returns, in Hz."""
+
+    def generate(
+        self, texts: Sequence[str], voices: Sequence[VoicePlan], params: GenerationParams
+    ) -> list[np.ndarray]:
+        """One waveform per text, in order, from one generate call.
+
+        Every voice has the same mode; ``params`` apply to every text. Raises ``TtsError``
+        (``synthesis_failed``) when the call fails: then no text has audio.
+        """
+
+    def release(self) -> None:
+        """Drop the model and give its memory back; the backend is unusable afterwards."""
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as ``name`` in ``BACKENDS`` (imports its module)."""
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)

@@ -1,0 +1,256 @@
+"""Turns on the one resident model: one run at a time, compatible jobs batched, fair.
+
+Threads are ordered without sleeps: a test holds the engine with a gated run and waits until
+the scheduler reports the expected number of queued jobs before it opens the gate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from qwen3tts_plugin.scheduler import Scheduler
+
+
+@dataclass(eq=False)
+class Job:
+    name: str
+    load_key: str | None = "a"
+    batch_key: str | None = "k"
+    limit: int = 8
+
+
+class Recorder:
+    """An ``execute`` that records each run (names, thread) and can hold one open."""
+
+    def __init__(self, resident: list[str | None] | None = None):
+        self.runs: list[list[str]] = []
+        self.threads: list[str] = []
+        self.gate = threading.Event()
+        self.resident = resident if resident is not None else [None]
+        self.lock = threading.Lock()
+
+    def __call__(self, run: list[Job]) -> None:
+        if any(job.name == "holder" for job in run):
+            self.gate.wait(10)
+        with self.lock:
+            self.runs.append([job.name for job in run])
+            self.threads.append(threading.current_thread().name)
+        if run[0].load_key is not None:
+            self.resident[0] = run[0].load_key  # the run "loads" its model
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.001)
+
+
+def queue_behind_a_holder(scheduler, record, groups):
+    """Hold the scheduler, queue ``groups`` (a list of job lists, one caller each, in this
+    order), release; return after every caller has finished."""
+    holder = threading.Thread(
+        target=scheduler.run, args=([Job("holder", batch_key=None)], record), name="holder"
+    )
+    holder.start()
+    wait_for(lambda: scheduler.busy)
+    callers = []
+    queued = 0
+    for number, jobs in enumerate(groups):
+        thread = threading.Thread(target=scheduler.run, args=(jobs, record), name=f"caller{number}")
+        thread.start()
+        queued += len(jobs)
+        wait_for(lambda n=queued: scheduler.pending == n)  # a definite arrival order
+        callers.append(thread)
+    record.gate.set()
+    for thread in [holder, *callers]:
+        thread.join(10)
+    return [run for run in record.runs if run != ["holder"]]
+
+
+def test_a_lone_job_on_an_idle_scheduler_runs_at_once_in_the_callers_thread():
+    record = Recorder()
+    scheduler = Scheduler(lambda: None)
+    scheduler.run([Job("solo")], record)
+    assert record.runs == [["solo"]]
+    assert record.threads == [threading.current_thread().name]
+    assert (scheduler.busy, scheduler.pending) == (False, 0)
+
+
+def test_one_run_at_a_time():
+    scheduler = Scheduler(lambda: None)
+    inside, peak = 0, 0
+    lock = threading.Lock()
+
+    def execute(run):
+        nonlocal inside, peak
+        with lock:
+            inside += 1
+            peak = max(peak, inside)
+        time.sleep(0.002)
+        with lock:
+            inside -= 1
+
+    threads = [
+        threading.Thread(target=scheduler.run, args=([Job(str(i), batch_key=None)], execute))
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == 1
+
+
+def test_jobs_that_arrive_while_a_run_is_busy_share_the_next_run():
+    record = Recorder()
+    scheduler = Scheduler(lambda: None)
+    runs = queue_behind_a_holder(scheduler, record, [[Job(f"j{i}")] for i in range(5)])
+    assert runs == [["j0", "j1", "j2", "j3", "j4"]]
+
+
+def test_a_run_takes_at_most_limit_jobs_in_arrival_order():
+    record = Recorder()
+    scheduler = Scheduler(lambda: None)
+    runs = queue_behind_a_holder(scheduler, record, [[Job(f"j{i}", limit=2)] for i in range(5)])
+    assert runs == [["j0", "j1"], ["j2", "j3"], ["j4"]]
+
+
+def test_only_equal_batch_keys_share_and_none_runs_alone():
+    record = Recorder()
+    scheduler = Scheduler(lambda: None)
+    jobs = [
+        Job("x1", batch_key="x"),
+        Job("y1", batch_key="y"),
+        Job("seeded", batch_key=None),
+        Job("x2", batch_key="x"),
+        Job("y2", batch_key="y"),
+    ]
+    runs = queue_behind_a_holder(scheduler, record, [[job] for job in jobs])
+    assert runs == [["x1", "x2"], ["y1", "y2"], ["seeded"]]
+
+
+def test_one_callers_many_jobs_are_batched_and_it_returns_when_all_are_done():
+    record = Recorder()
+    scheduler = Scheduler(lambda: None)
+    mine = [Job(f"m{i}", limit=3) for i in range(7)]
+    scheduler.run(mine, record)
+    assert record.runs == [["m0", "m1", "m2"], ["m3", "m4", "m5"], ["m6"]]
+
+
+def test_calls_for_the_resident_model_go_before_a_switch():
+    resident = ["a"]
+    record = Recorder(resident)
+    scheduler = Scheduler(lambda: resident[0])
+    keys = ["b", "a", "b", "a", "a"]
+    groups = [[Job(f"{key}{i}", load_key=key, batch_key=None)] for i, key in enumerate(keys)]
+    runs = queue_behind_a_holder(scheduler, record, groups)
+    assert [run[0][0] for run in runs] == ["a", "a", "a", "b", "b"]  # one switch, not four
+
+
+def test_the_preference_is_bounded_so_a_switch_is_never_starved():
+    resident = ["a"]
+    record = Recorder(resident)
+    scheduler = Scheduler(lambda: resident[0], max_in_a_row=2)
+    keys = ["b", "a", "a", "a", "a"]
+    groups = [[Job(f"{key}{i}", load_key=key, batch_key=None)] for i, key in enumerate(keys)]
+    runs = queue_behind_a_holder(scheduler, record, groups)
+    assert [run[0][0] for run in runs].index("b") == 2  # two "a" runs jumped, then "b"
+
+
+def test_a_failing_execute_reaches_every_caller_in_the_run_and_the_scheduler_goes_on():
+    scheduler = Scheduler(lambda: None)
+    record = Recorder()
+    failures = []
+
+    def execute(run):
+        if any(job.name == "holder" for job in run):
+            record.gate.wait(10)
+            return
+        if len(run) > 1:
+            raise RuntimeError("bug")
+
+    def call(name):
+        try:
+            scheduler.run([Job(name)], execute)
+        except RuntimeError as exc:
+            failures.append((name, str(exc)))
+
+    holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)], execute))
+    holder.start()
+    wait_for(lambda: scheduler.busy)
+    threads = [threading.Thread(target=call, args=(f"j{i}",)) for i in range(3)]
+    for number, thread in enumerate(threads, start=1):
+        thread.start()
+        wait_for(lambda n=number: scheduler.pending == n)
+    record.gate.set()
+    for thread in [holder, *threads]:
+        thread.join(10)
+    assert sorted(failures) == [("j0", "bug"), ("j1", "bug"), ("j2", "bug")]
+    scheduler.run([Job("after")], record)
+    assert record.runs == [["after"]]
+
+
+def test_an_interrupted_leader_hands_the_other_callers_jobs_back():
+    """KeyboardInterrupt in the thread running a shared run: that caller's job is dropped,
+    the other caller's job goes back in the queue and its owner runs it."""
+    scheduler = Scheduler(lambda: None)
+    record = Recorder()
+    interrupted = []
+
+    def execute(run):
+        if any(job.name == "holder" for job in run):
+            record.gate.wait(10)
+            return
+        if threading.current_thread().name == "first" and len(run) > 1:
+            raise KeyboardInterrupt
+        record.runs.append([job.name for job in run])
+
+    def first():
+        try:
+            scheduler.run([Job("a")], execute)
+        except KeyboardInterrupt:
+            interrupted.append("a")
+
+    holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)], execute))
+    holder.start()
+    wait_for(lambda: scheduler.busy)
+    leader = threading.Thread(target=first, name="first")
+    leader.start()
+    wait_for(lambda: scheduler.pending == 1)
+    other = threading.Thread(target=scheduler.run, args=([Job("b")], execute), name="second")
+    other.start()
+    wait_for(lambda: scheduler.pending == 2)
+    record.gate.set()
+    for thread in (holder, leader, other):
+        thread.join(10)
+        assert not thread.is_alive()
+    assert interrupted == ["a"]
+    assert record.runs == [["b"]]
+    assert (scheduler.busy, scheduler.pending) == (False, 0)
+
+
+def test_many_callers_all_finish_and_every_job_runs_exactly_once():
+    threads = 16
+    scheduler = Scheduler(lambda: None)
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def execute(run):
+        with lock:
+            seen.extend(job.name for job in run)
+
+    def call(worker):
+        for i in range(20):
+            key = "x" if (worker + i) % 3 else None
+            scheduler.run([Job(f"{worker}-{i}", batch_key=key, limit=4)], execute)
+
+    pool = [threading.Thread(target=call, args=(w,)) for w in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(30)
+    assert sorted(seen) == sorted(f"{w}-{i}" for w in range(threads) for i in range(20))
