@@ -13,7 +13,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-QUICK = {
+QUICK: dict[str, Any] = {
     "reg": 5,
     "overhead": 5,
     "tokens": 8,
@@ -22,8 +22,12 @@ QUICK = {
     "calls": 4,
     "conc_tokens": 4,
     "cold": 1,
+    "dub": 1,
+    "dub_tokens": 8,
+    "sweep_texts": 16,
+    "sweep_sizes": (1, 8, 16),
 }
-FULL = {
+FULL: dict[str, Any] = {
     "reg": 15,
     "overhead": 15,
     "tokens": 16,
@@ -32,6 +36,10 @@ FULL = {
     "calls": 4,
     "conc_tokens": 8,
     "cold": 3,
+    "dub": 3,
+    "dub_tokens": 16,
+    "sweep_texts": 32,
+    "sweep_sizes": (1, 2, 4, 8, 16, 32),
 }
 
 
@@ -50,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(p: dict[str, int]) -> dict[str, Any]:
+def run_all(p: dict[str, Any]) -> dict[str, Any]:
     from qwen3tts_plugin.testing import tiny_checkpoint
 
-    from . import cold_start, gpu, per_call, registration
+    from . import batch_sizes, cold_start, dubbing, gpu, per_call, registration
 
     started = time.perf_counter()
     model_dir = tiny_checkpoint("custom_voice")
@@ -63,6 +71,10 @@ def run_all(p: dict[str, int]) -> dict[str, Any]:
     results["cached_load"] = per_call.cached_load(model_dir, p["cached"])
     results["concurrency"] = per_call.concurrency(
         model_dir, p["threads"], p["calls"], p["conc_tokens"]
+    )
+    results["dub"] = dubbing.run(model_dir, p["dub"], p["dub_tokens"])
+    results["batch_sizes"] = batch_sizes.run(
+        model_dir, texts=p["sweep_texts"], sizes=p["sweep_sizes"]
     )
     results["cold_start"] = cold_start.run(model_dir, p["cold"], p["tokens"])
     results["gpu"] = gpu.run(quick=p is QUICK)
@@ -84,14 +96,19 @@ def machine() -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> str:
+    from . import batch_sizes
+
     def ms(t: dict[str, float]) -> str:
         return f"{t['median'] * 1e3:8.2f} ms  (min {t['min'] * 1e3:.2f}, max {t['max'] * 1e3:.2f})"
+
+    def sec(t: dict[str, float]) -> str:
+        return f"{t['median']:8.2f} s   (min {t['min']:.2f}, max {t['max']:.2f})"
 
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
 
     reg, ovh, cache = r["registration"], r["per_call_overhead"], r["cached_load"]
-    conc, cold = r["concurrency"], r["cold_start"]["phases"]
+    conc, cold, dub = r["concurrency"], r["cold_start"]["phases"], r["dub"]
     m = r["machine"]
     lines = [
         f"machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, GPU {m['cuda']}",
@@ -109,10 +126,12 @@ def render(r: dict[str, Any]) -> str:
         "3. cached tts_load",
         f"   pm.hook.tts_load (unchanged)          {ms(cache['timing'])}  target < 1 ms:"
         f" {ok(cache['met'])}; cached={cache['all_cached']}",
-        f"4. concurrency ({conc['threads']} threads x {conc['calls_per_thread']} calls)",
-        f"   sequential {conc['sequential_s']:.2f} s, concurrent {conc['concurrent_s']:.2f} s"
-        f" (ratio {conc['ratio']:.2f}), errors {conc['errors']}, loads {conc['loads']}:"
-        f" {ok(conc['met'])}",
+        f"4. concurrency ({conc['threads']} threads x {conc['calls_per_thread']} unseeded calls,"
+        f" {conc['max_new_tokens']} frames)",
+        f"   in a row {conc['sequential_s']:.2f} s, concurrent {conc['concurrent_s']:.2f} s:"
+        f" {conc['throughput_ratio']:.2f}x the throughput (mean batch"
+        f" {conc['mean_batch_size']:.1f}), errors {conc['errors']}, loads {conc['loads']};"
+        f" target >= {conc['target_ratio']:.0f}x: {ok(conc['met'])}",
         "5. cold start (fresh process, first synthesis)",
     ]
     for phase in ("registration_s", "imports_and_probe_s", "load_s", "synth_s", "total_s"):
@@ -120,7 +139,16 @@ def render(r: dict[str, Any]) -> str:
         lines.append(
             f"   {phase:<36} {t['median']:8.3f} s  (min {t['min']:.3f}, max {t['max']:.3f})"
         )
-    lines.append("6. GPU")
+    lines += [
+        f"6. dub of {dub['segments']} segments ({dub['max_new_tokens']} frames max, unseeded)",
+        f"   batch size {dub['batch_size']} (engine auto)        {sec(dub['batched'])}",
+        f"   --batch-size 1                       {sec(dub['one_by_one'])}",
+        f"   ratio                                {dub['ratio']:8.2f}x    target >="
+        f" {dub['target_ratio']:.0f}x: {ok(dub['met'])}",
+        f"7. texts per generate call (tiny, greedy, {r['batch_sizes']['frames']} frames)",
+        *("   " + row for row in batch_sizes.rows(r["batch_sizes"])),
+        "8. GPU",
+    ]
     gpu = r["gpu"]
     if gpu.get("skipped"):
         lines.append(f"   skipped: {gpu['skipped']}")

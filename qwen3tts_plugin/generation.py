@@ -15,7 +15,7 @@ import torch
 from hookspecs import GenerationParams, TtsError
 
 from .devices import DevicePlan
-from .hints import DEVICE_HINT, FP32_HINT
+from .hints import DEVICE_HINT, FP32_HINT, MEMORY_HINT
 from .loading import forget_locals
 from .voices import VoicePlan
 
@@ -124,8 +124,10 @@ def synthesis_error(exc: Exception) -> TtsError:
     text = str(exc)
     lowered = text.lower()
     hint = None
-    if re.search(r"\b(inf|nan)\b", lowered):
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in lowered:
+        hint = MEMORY_HINT
+    elif re.search(r"\b(inf|nan)\b", lowered):
         hint = FP32_HINT
-    elif "same device" in lowered or "out of memory" in lowered:
+    elif "same device" in lowered:
         hint = DEVICE_HINT
     return TtsError("synthesis_failed", f"{type(exc).__name__}: {text}", hint)

@@ -8,6 +8,12 @@ DEVICE_HINT = (
     "the engine never falls back by itself."
 )
 
+MEMORY_HINT = (
+    "The device ran out of memory during generation. Lower BatchSize (how many texts share one "
+    "generate call; each holds its own cache), send shorter texts, or choose a 0.6B model. The "
+    "engine never moves to the CPU by itself; set Device=cpu to do so on purpose."
+)
+
 FP32_HINT = (
     "Half precision overflowed (fp16 does on some cards in the code predictor). Set "
     "Precision=fp32, or Precision=bf16 on a GPU that supports it (compute capability >= 8.0)."

@@ -318,3 +318,15 @@ def test_a_bad_batch_size_is_invalid_settings(pm, tiny, tmp_path, value):
         )
     assert info.value.code == "invalid_settings" and "BatchSize" in info.value.detail
     assert list(tmp_path.iterdir()) == []
+
+
+def test_running_out_of_memory_in_a_shared_call_points_at_batch_size():
+    """The message torch raises for a CUDA OOM (made here: no GPU) names the setting to lower."""
+    import torch
+
+    from qwen3tts_plugin.generation import synthesis_error
+
+    error = synthesis_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert error.code == "synthesis_failed" and "OutOfMemoryError" in error.detail
+    assert "BatchSize" in error.hint
+    assert "Precision=fp32" in synthesis_error(RuntimeError("probability tensor contains nan")).hint

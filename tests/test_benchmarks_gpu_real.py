@@ -128,6 +128,11 @@ def test_run_benchmark_measures_three_configurations_on_cpu(shrunk, one_thread):
     assert (configs["policy"]["dtype"], configs["policy"]["device"]) == ("float32", "cpu")
     assert configs["batch"]["items_per_call"] == len(gpu_real.SEGMENTS) == 8
     assert configs["batch"]["audio_s"] == pytest.approx(8 * 3 * 0.08)
+    assert configs["batch"]["batch_size"] == 8
+    assert result["batch_speedup"] == pytest.approx(
+        configs["batch"]["audio_s_per_wall_s"]["median"]
+        / configs["policy"]["audio_s_per_wall_s"]["median"]
+    )
     json.dumps(result)  # the benchmark run writes every figure as JSON
     lines = gpu_real.rows(result)
     assert all(isinstance(line, str) for line in lines)
@@ -172,3 +177,22 @@ def test_measure_quick_on_cuda():
     if torch.cuda.get_device_capability(0) >= (8, 0):
         assert (policy["dtype"], policy["attn"]) == ("bfloat16", expected_attn)
     assert policy["device"] == "cuda:0"
+    assert result["batch_speedup"] > 1  # one generate call for 8 segments beats eight
+
+
+@pytest.mark.gpu
+def test_batch_size_sweep_on_cuda():
+    """How many texts per generate call pay on this card (what BatchSize=auto should be on
+    CUDA): 16 segments of 12 frames at 1, 4, 8 and 16 per call, on the real-size model."""
+    from benchmarks import batch_sizes
+
+    result = batch_sizes.run(
+        gpu_real.real_size_checkpoint(), texts=16, frames=12, sizes=(1, 4, 8, 16), device="cuda:0"
+    )
+    out = os.environ.get("GPU_CHECK_OUT")
+    if out:
+        with open(os.path.join(out, "batch_sizes.json"), "w") as f:
+            json.dump(result, f, indent=2)
+    print("\n".join(batch_sizes.rows(result)))
+    assert result["device"] == "cuda:0"
+    assert result["speedup"][16] > 1
