@@ -22,7 +22,15 @@ from typing import Any
 
 import pluggy
 
-from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError, Voice
+from hookspecs import (
+    BatchItem,
+    EngineConfig,
+    ErrorInfo,
+    GenerationParams,
+    SynthesisRequest,
+    TtsError,
+    Voice,
+)
 
 from .scripts import Segment
 
@@ -38,7 +46,11 @@ class ManifestError(Exception):
 
 @dataclass
 class DubReport:
-    """What one run did: counts by outcome, the failures, and timing."""
+    """What one run did: counts by outcome, the failures, and timing.
+
+    ``batch_size``: segments sent per hook call; ``largest_batch``: the most segments that
+    shared one generate call in this run (0 when nothing was generated).
+    """
 
     manifest: Path
     total: int = 0
@@ -52,6 +64,7 @@ class DubReport:
     skipped_segments: list[int] = field(default_factory=list)
     stopped_by: TtsError | None = None
     batch_size: int = 1
+    largest_batch: int = 0
 
     @property
     def not_run(self) -> int:
@@ -199,6 +212,7 @@ def dub(
             if entry["status"] == "ok":
                 report.ok += 1
                 report.audio_s += entry["duration_s"]
+                report.largest_batch = max(report.largest_batch, entry["batch_size"])
             else:
                 report.failed += 1
                 report.failures.append(entry)
@@ -232,10 +246,10 @@ def _synthesize(
     ]
     try:
         items = pm.hook.tts_synthesize_batch(requests=requests)
-        if items is None:
-            raise TtsError("unknown_provider", f"no engine answered provider {config.provider!r}")
     except TtsError as err:  # the list as a whole was refused: every segment failed with it
         return [{**_base_entry(s), "status": "failed", "error": err.to_dict()} for s in segments]
+    if items is None:  # an engine without the batch hook: one call per segment
+        items = [_one_by_one(pm, index, request) for index, request in enumerate(requests)]
     entries = []
     for segment, item in zip(segments, items, strict=True):
         entry = _base_entry(segment)
@@ -259,6 +273,19 @@ def _synthesize(
             }
         )
     return entries
+
+
+def _one_by_one(pm: pluggy.PluginManager, index: int, request: SynthesisRequest) -> BatchItem:
+    """``tts_synthesize`` for one request, as the ``BatchItem`` the batch hook would give."""
+    try:
+        result = pm.hook.tts_synthesize(request=request)
+        if result is None:
+            raise TtsError(
+                "unknown_provider", f"no engine answered provider {request.config.provider!r}"
+            )
+    except TtsError as err:
+        return BatchItem(index=index, error=ErrorInfo.from_error(err))
+    return BatchItem(index=index, result=result)
 
 
 def progress_bar(total: int) -> Any:

@@ -143,7 +143,11 @@ def dub_summary(report: DubReport) -> str:
     if report.not_run:
         rows.append(("pending", report.not_run))
     rows += [
-        ("batch", f"{report.batch_size} segments per call"),
+        (
+            "batch",
+            f"lists of {report.batch_size}, up to {report.largest_batch} segments per "
+            "generate call",
+        ),
         ("audio", f"{report.audio_s:.2f} s"),
         ("wall", f"{report.wall_s:.2f} s"),
         ("manifest", report.manifest),

@@ -9,6 +9,7 @@ replaced, and two models never sit in memory together. The engine knows nothing 
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Hashable
@@ -97,6 +98,7 @@ class Job:
     load_key: LoadKey
     batch_key: Hashable | None
     limit: int
+    queued: int = field(default_factory=lambda: next(_QUEUED))
     result: SynthesisResult | None = None
     error: TtsError | None = None
 
@@ -105,10 +107,16 @@ class Job:
 class Exclusive:
     """A turn that needs the engine to itself: making a model resident, or releasing it."""
 
+    action: Callable[[], Any]
     load_key: LoadKey | None
     batch_key: None = None
     limit: int = 1
     value: Any = field(default=None, repr=False)
+    error: TtsError | None = None
+
+
+_QUEUED = itertools.count()
+"""Orders jobs by when they were checked, to tell which queued before a load failed."""
 
 
 class Engine:
@@ -116,9 +124,13 @@ class Engine:
 
     def __init__(self) -> None:
         self._resident: Resident | None = None
-        self._scheduler: Scheduler[Any] = Scheduler(
-            lambda: None if self._resident is None else self._resident.key
+        self._scheduler: Scheduler[Job | Exclusive] = Scheduler(
+            self._execute, lambda: None if self._resident is None else self._resident.key
         )
+        # The last failed load of each key, and the job counter when it failed: jobs queued
+        # before it fail with it instead of trying the same load again (a 1,024-item batch
+        # for a broken folder tries it once, not once per generate call).
+        self._failed_loads: dict[LoadKey, tuple[int, TtsError]] = {}
         self._plans: dict[tuple[Any, ...], tuple[AccelerationStatus, DevicePlan]] = {}
         self.last_error: TtsError | None = None
 
@@ -179,7 +191,7 @@ class Engine:
         )
         try:
             job = self.job(request)
-            self._scheduler.run([job], self._execute)
+            self._scheduler.run([job])
             if job.error is not None:
                 raise job.error
         except TtsError as err:
@@ -216,7 +228,7 @@ class Engine:
             else:
                 outcomes.append(job)
         jobs = [job for job in outcomes if isinstance(job, Job)]
-        self._scheduler.run(sorted(jobs, key=lambda j: -len(j.request.text)), self._execute)
+        self._scheduler.run(sorted(jobs, key=lambda j: -len(j.request.text)))
         items = [_batch_item(index, outcome) for index, outcome in enumerate(outcomes)]
         log.info(
             "tts.batch.done",
@@ -278,12 +290,10 @@ class Engine:
 
     def _alone(self, key: LoadKey | None, action: Callable[[], T]) -> T:
         """``action()`` in a turn of its own (no generate call runs meanwhile)."""
-        turn = Exclusive(key)
-
-        def execute(run: list[Exclusive]) -> None:
-            turn.value = action()
-
-        self._scheduler.run([turn], execute)
+        turn = Exclusive(action, key)
+        self._scheduler.run([turn])
+        if turn.error is not None:
+            raise turn.error
         return turn.value
 
     def _ensure(self, prepared: Prepared) -> tuple[Resident, float | None]:
@@ -312,25 +322,48 @@ class Engine:
         except TtsError as err:
             # A copy without the traceback: the failed load's frames must not stay alive.
             self.last_error = TtsError(err.code, err.detail, err.hint)
+            self._failed_loads[prepared.key] = (next(_QUEUED), self.last_error)
             log.error("tts.load.failed", code=err.code, detail=err.detail)
             raise
         seconds = time.perf_counter() - started
         self._resident = Resident(prepared.key, backend)
         self.last_error = None
+        self._failed_loads.pop(prepared.key, None)
         log.info("tts.load.done", seconds=round(seconds, 3), device=prepared.plan.device)
         return self._resident, seconds
 
-    def _execute(self, run: list[Job]) -> None:
-        """One turn: the run's model resident, one generate call, then each file on its own.
+    def _execute(self, run: list[Job] | list[Exclusive]) -> None:
+        """One turn (scheduler.py): an exclusive action, or a run of jobs. Never raises for
+        an engine failure: outcomes are recorded on the jobs."""
+        if isinstance(run[0], Exclusive):
+            turn = run[0]
+            try:
+                turn.value = turn.action()
+            except TtsError as err:  # raised again by _alone, in this same thread
+                turn.error = err
+            return
+        self._generate([job for job in run if isinstance(job, Job)])
 
-        Outcomes are recorded on the jobs: a failed load or generate call fails every job of
-        the run; a bad waveform or a failed write fails only its own job.
+    def _generate(self, run: list[Job]) -> None:
+        """The run's model resident, one generate call, then each file on its own.
+
+        A failed load or generate call fails every job of the run; a bad waveform or a failed
+        write fails only its own job. Jobs queued before a load of the same model failed get
+        that failure without a second try.
         """
         from .audio import check_waveform, write_wav_atomic
 
         lead = run[0]
+        for job in run:  # a run handed back by an interrupted caller is executed again
+            job.result = job.error = None
+        failed = self._failed_loads.get(lead.load_key)
+        if failed is not None and all(job.queued < failed[0] for job in run):
+            _fail(run, failed[1])
+            return
+        step = "load"
         try:
             resident, load_s = self._ensure(lead.prepared)
+            step = "generate"
             started = time.perf_counter()
             waveforms = resident.backend.generate(
                 [job.request.text for job in run],
@@ -338,8 +371,12 @@ class Engine:
                 lead.request.generation,
             )
         except TtsError as err:
-            for job in run:
-                job.error = _own_copy(err)
+            _fail(run, err)
+            return
+        except Exception as exc:  # a broken install or a bug: logged, then typed, per job
+            code = "model_load_failed" if step == "load" else "synthesis_failed"
+            log.exception("tts.run.crashed", step=step, texts=len(run))
+            _fail(run, TtsError(code, f"{type(exc).__name__}: {exc}"))
             return
         generate_s = time.perf_counter() - started
         rate = resident.backend.sample_rate
@@ -358,7 +395,7 @@ class Engine:
                 wav = check_waveform(waveform)
                 write_wav_atomic(job.request.out_path, wav, rate)
             except TtsError as err:
-                job.error = err
+                job.error = _own_copy(err)  # not this frame's traceback: it holds every waveform
                 continue
             synth_s = generate_s + time.perf_counter() - written
             duration_s = wav.size / rate
@@ -446,6 +483,11 @@ def _own_copy(err: TtsError) -> TtsError:
     copy = TtsError(err.code, err.detail, err.hint)
     copy.__cause__ = err.__cause__
     return copy
+
+
+def _fail(run: list[Job], err: TtsError) -> None:
+    for job in run:
+        job.error = _own_copy(err)
 
 
 def _claim_out_path(request: SynthesisRequest, index: int, claimed: dict[str, int]) -> None:

@@ -72,17 +72,19 @@ def generate(
 
 
 def clone_prompts(model: Qwen3TTSModel, voices: list[VoicePlan]) -> list[Any]:
-    """One voice-clone prompt per voice, each distinct reference encoded once."""
-    distinct = list(dict.fromkeys(voices))
-    if any(voice.reference is None for voice in distinct):
+    """One voice-clone prompt per voice, each distinct decoded reference encoded once."""
+    if any(voice.reference is None for voice in voices):
         raise ValueError("voice_clone voices carry their decoded reference (VoicePlan.reference)")
+    # VoicePlan equality ignores the decoded audio: two reads of one path may differ.
+    keys = [(voice, id(voice.reference)) for voice in voices]
+    distinct = dict.fromkeys(keys)
     items = model.create_voice_clone_prompt(
-        ref_audio=[voice.reference for voice in distinct],
-        ref_text=[voice.ref_text for voice in distinct],
-        x_vector_only_mode=[voice.x_vector_only for voice in distinct],
+        ref_audio=[voice.reference for voice, _ in distinct],
+        ref_text=[voice.ref_text for voice, _ in distinct],
+        x_vector_only_mode=[voice.x_vector_only for voice, _ in distinct],
     )
-    by_voice = dict(zip(distinct, items, strict=True))
-    return [by_voice[voice] for voice in voices]
+    by_key = dict(zip(distinct, items, strict=True))
+    return [by_key[key] for key in keys]
 
 
 def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:

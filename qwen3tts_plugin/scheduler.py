@@ -43,7 +43,15 @@ J = TypeVar("J", bound=Schedulable)
 class Scheduler(Generic[J]):
     """Runs jobs one run at a time; compatible waiting jobs share a run (bounded)."""
 
-    def __init__(self, resident_key: Callable[[], Hashable | None], max_in_a_row: int = 16):
+    def __init__(
+        self,
+        execute: Callable[[list[J]], None],
+        resident_key: Callable[[], Hashable | None],
+        max_in_a_row: int = 16,
+    ):
+        """``execute(run)`` runs a list of jobs that share one turn and records each job's
+        outcome on the job; ``resident_key()`` names the model in memory (None: none)."""
+        self._execute_run = execute
         self._resident_key = resident_key
         self._max_in_a_row = max_in_a_row
         self._cond = threading.Condition()
@@ -61,19 +69,20 @@ class Scheduler(Generic[J]):
         """Jobs queued and not yet taken into a run."""
         return len(self._waiting)
 
-    def run(self, jobs: Sequence[J], execute: Callable[[list[J]], None]) -> None:
+    def run(self, jobs: Sequence[J]) -> None:
         """Queue ``jobs`` (in this order) and return when each has been executed.
 
-        ``execute(run)`` is called with a list of jobs that share one turn: this caller's, and
-        others' that joined them. It records each job's outcome on the job itself; an exception
-        it raises is re-raised in every caller whose job was in that run. A caller interrupted
-        while it waits (KeyboardInterrupt) withdraws its jobs and leaves the others queued.
+        Runs this caller leads execute in this thread, others' jobs that joined them included.
+        An exception ``execute`` raises is re-raised here when this thread ran it, and as a
+        ``RuntimeError`` from it in the other callers of that run. A caller interrupted
+        (KeyboardInterrupt) withdraws its jobs; others' jobs of a run it was executing go back
+        to the front of the queue and are executed again, so ``execute`` must be safe to repeat.
         """
-        tickets = [_Ticket(job, execute) for job in jobs]
+        tickets = [_Ticket(job) for job in jobs]
         with self._cond:
-            self._waiting.extend(tickets)
-            self._dispatch()
             try:
+                self._waiting.extend(tickets)
+                self._dispatch()
                 while not all(ticket.done for ticket in tickets):
                     lead = next((t for t in tickets if t.run is not None), None)
                     if lead is None:
@@ -83,29 +92,36 @@ class Scheduler(Generic[J]):
             except BaseException:
                 self._withdraw(tickets)
                 raise
-        failure = next((t.failure for t in tickets if t.failure is not None), None)
-        if failure is not None:
-            raise failure
+        for ticket in tickets:
+            if ticket.failure is not None and ticket.ran_here:
+                raise ticket.failure
+        for ticket in tickets:
+            if ticket.failure is not None:
+                raise RuntimeError("a run this caller's job shared failed") from ticket.failure
 
     def _execute(self, lead: _Ticket[J], mine: list[_Ticket[J]]) -> None:
         """Execute ``lead``'s run outside the lock (the caller holds it), then pass the turn."""
-        run, lead.run = lead.run or [], None
+        run = lead.run or []
         failure: Exception | None = None
         interrupted = True
-        self._cond.release()
         try:
-            lead.execute([ticket.job for ticket in run])
-            interrupted = False
-        except Exception as exc:  # noqa: BLE001 - a bug in execute: every caller in the run sees it
-            failure = exc
-            interrupted = False
+            lead.run = None
+            self._cond.release()
+            try:
+                self._execute_run([ticket.job for ticket in run])
+                interrupted = False
+            except Exception as exc:  # noqa: BLE001 - a bug in execute: handed to the callers
+                failure = exc
+                interrupted = False
+            finally:
+                self._cond.acquire()
         finally:
-            self._cond.acquire()
             if interrupted:  # others' jobs go back to the front of the queue
                 self._waiting[:0] = [ticket for ticket in run if ticket not in mine]
             else:
                 for ticket in run:
                     ticket.done, ticket.failure = True, failure
+                    ticket.ran_here = ticket in mine
             self._busy = False
             self._dispatch()
             self._cond.notify_all()
@@ -120,6 +136,7 @@ class Scheduler(Generic[J]):
                 self._busy = False
             ticket.done = True
         self._dispatch()
+        self._cond.notify_all()
 
     def _dispatch(self) -> None:
         """Pick the next run and wake its owner (caller holds the lock)."""
@@ -136,8 +153,7 @@ class Scheduler(Generic[J]):
                     break
                 if ticket is not lead and ticket.job.batch_key == key:
                     run.append(ticket)
-        taken = {id(ticket) for ticket in run}
-        self._waiting = [ticket for ticket in self._waiting if id(ticket) not in taken]
+        self._waiting = [ticket for ticket in self._waiting if ticket not in run]
         lead.run = run
         self._busy = True
         self._cond.notify_all()
@@ -155,11 +171,11 @@ class Scheduler(Generic[J]):
 class _Ticket(Generic[J]):
     """A queued job, and what became of it."""
 
-    __slots__ = ("done", "execute", "failure", "job", "run")
+    __slots__ = ("done", "failure", "job", "ran_here", "run")
 
-    def __init__(self, job: J, execute: Callable[[list[J]], None]):
+    def __init__(self, job: J):
         self.job = job
-        self.execute = execute
         self.run: list[_Ticket[J]] | None = None  # set on the leader when its run may start
         self.done = False
-        self.failure: BaseException | None = None
+        self.failure: Exception | None = None
+        self.ran_here = False  # executed by its own caller's thread

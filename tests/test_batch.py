@@ -330,3 +330,27 @@ def test_running_out_of_memory_in_a_shared_call_points_at_batch_size():
     assert error.code == "synthesis_failed" and "OutOfMemoryError" in error.detail
     assert "BatchSize" in error.hint
     assert "Precision=fp32" in synthesis_error(RuntimeError("probability tensor contains nan")).hint
+
+
+def test_a_broken_model_is_tried_once_for_a_whole_batch_and_again_for_a_new_call(
+    pm, tiny, tmp_path
+):
+    """Jobs queued before a load failed get that failure; a later call tries again."""
+    import shutil
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(tiny["custom_voice"], truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    requests = [
+        request(truncated, tmp_path / "out" / f"{i}.wav", TEXTS[i % 6], BatchSize=2)
+        for i in range(12)
+    ]
+    with capture_logs() as logs:
+        items = pm.hook.tts_synthesize_batch(requests=requests)
+    assert {item.error.code for item in items} == {"model_load_failed"}
+    assert [e["event"] for e in logs].count("tts.load.start") == 1
+    assert not (tmp_path / "out").exists()
+    with capture_logs() as logs, pytest.raises(TtsError, match="model_load_failed"):
+        pm.hook.tts_synthesize(request=requests[0])
+    assert [e["event"] for e in logs].count("tts.load.start") == 1

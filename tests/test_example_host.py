@@ -482,7 +482,7 @@ def test_dub_sends_segments_in_lists_that_share_generate_calls(host, settings, t
     unseeded = ["--max-new-tokens", "8"]
     out_dir = tmp_path / "dub"
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *unseeded)
-    assert code == 0 and summary(out)["batch"] == "8 segments per call"
+    assert code == 0 and summary(out)["batch"] == "lists of 8, up to 8 segments per generate call"
     sizes = [e["batch_size"] for e in manifest_of(out_dir)["segments"]]
     assert sizes == [8] * 8 + [2] * 2
 
@@ -495,12 +495,13 @@ def test_dub_sends_segments_in_lists_that_share_generate_calls(host, settings, t
     code, out, _ = host(
         "--settings", settings, "dub", script, "--out-dir", other, "--batch-size", "1", *unseeded
     )
-    assert code == 0 and summary(out)["batch"] == "1 segments per call"
+    assert code == 0 and summary(out)["batch"] == "lists of 1, up to 1 segments per generate call"
     assert {e["batch_size"] for e in manifest_of(other)["segments"]} == {1}
 
     seeded = tmp_path / "seeded"
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", seeded, *FAST)
     assert code == 0 and {e["batch_size"] for e in manifest_of(seeded)["segments"]} == {1}
+    assert summary(out)["batch"] == "lists of 8, up to 1 segments per generate call"
 
 
 def test_dub_refuses_a_batch_size_below_one(host, settings, tmp_path):
@@ -631,3 +632,51 @@ def test_python_m_example_host_smoke_end_to_end(tmp_path, tiny):
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     done = [e for e in events if e["event"] == "tts.synthesize.done"]
     assert done and done[0]["provider"] == "qwen3_tts" and done[0]["device"] == "cpu"
+
+
+def test_dub_falls_back_to_one_call_per_segment_for_an_engine_without_the_batch_hook(tmp_path):
+    """Another engine (defined here) that implements only tts_load and tts_synthesize."""
+    import numpy as np
+
+    import hookspecs
+    from example_host.dubbing import dub
+    from hookspecs import EngineConfig, GenerationParams, SynthesisResult
+
+    class ToneEngine:
+        @hookspecs.hookimpl
+        def tts_synthesize(self, request):
+            if request.config.provider != "tone":
+                return None
+            sf.write(request.out_path, np.zeros(2400, dtype=np.float32), 24_000, subtype="PCM_16")
+            return SynthesisResult(
+                provider="tone",
+                path=request.out_path,
+                duration_s=0.1,
+                sample_rate=24_000,
+                device="cpu",
+                dtype="float32",
+                attn_implementation="none",
+                load_s=0,
+                synth_s=0.01,
+                rtf=0.1,
+            )
+
+    pm = hookspecs.plugin_manager(load_entrypoints=False)
+    pm.register(ToneEngine(), name="tone")
+    segments = parse_lines("One.\nTwo.\nThree.")
+    report = dub(
+        pm,
+        EngineConfig(provider="tone"),
+        segments,
+        tmp_path / "dub",
+        GenerationParams(),
+        batch_size=8,
+    )
+    assert (report.ok, report.failed, report.largest_batch) == (3, 0, 1)
+    assert sorted(p.name for p in (tmp_path / "dub").glob("*.wav")) == [
+        "seg_0001.wav",
+        "seg_0002.wav",
+        "seg_0003.wav",
+    ]
+    report = dub(pm, EngineConfig(provider="nobody"), segments, tmp_path / "x", GenerationParams())
+    assert report.failures[0]["error"]["code"] == "unknown_provider"

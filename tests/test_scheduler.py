@@ -53,14 +53,14 @@ def queue_behind_a_holder(scheduler, record, groups):
     """Hold the scheduler, queue ``groups`` (a list of job lists, one caller each, in this
     order), release; return after every caller has finished."""
     holder = threading.Thread(
-        target=scheduler.run, args=([Job("holder", batch_key=None)], record), name="holder"
+        target=scheduler.run, args=([Job("holder", batch_key=None)],), name="holder"
     )
     holder.start()
     wait_for(lambda: scheduler.busy)
     callers = []
     queued = 0
     for number, jobs in enumerate(groups):
-        thread = threading.Thread(target=scheduler.run, args=(jobs, record), name=f"caller{number}")
+        thread = threading.Thread(target=scheduler.run, args=(jobs,), name=f"caller{number}")
         thread.start()
         queued += len(jobs)
         wait_for(lambda n=queued: scheduler.pending == n)  # a definite arrival order
@@ -73,15 +73,14 @@ def queue_behind_a_holder(scheduler, record, groups):
 
 def test_a_lone_job_on_an_idle_scheduler_runs_at_once_in_the_callers_thread():
     record = Recorder()
-    scheduler = Scheduler(lambda: None)
-    scheduler.run([Job("solo")], record)
+    scheduler = Scheduler(record, lambda: None)
+    scheduler.run([Job("solo")])
     assert record.runs == [["solo"]]
     assert record.threads == [threading.current_thread().name]
     assert (scheduler.busy, scheduler.pending) == (False, 0)
 
 
 def test_one_run_at_a_time():
-    scheduler = Scheduler(lambda: None)
     inside, peak = 0, 0
     lock = threading.Lock()
 
@@ -94,8 +93,9 @@ def test_one_run_at_a_time():
         with lock:
             inside -= 1
 
+    scheduler = Scheduler(execute, lambda: None)
     threads = [
-        threading.Thread(target=scheduler.run, args=([Job(str(i), batch_key=None)], execute))
+        threading.Thread(target=scheduler.run, args=([Job(str(i), batch_key=None)],))
         for i in range(8)
     ]
     for t in threads:
@@ -107,21 +107,21 @@ def test_one_run_at_a_time():
 
 def test_jobs_that_arrive_while_a_run_is_busy_share_the_next_run():
     record = Recorder()
-    scheduler = Scheduler(lambda: None)
+    scheduler = Scheduler(record, lambda: None)
     runs = queue_behind_a_holder(scheduler, record, [[Job(f"j{i}")] for i in range(5)])
     assert runs == [["j0", "j1", "j2", "j3", "j4"]]
 
 
 def test_a_run_takes_at_most_limit_jobs_in_arrival_order():
     record = Recorder()
-    scheduler = Scheduler(lambda: None)
+    scheduler = Scheduler(record, lambda: None)
     runs = queue_behind_a_holder(scheduler, record, [[Job(f"j{i}", limit=2)] for i in range(5)])
     assert runs == [["j0", "j1"], ["j2", "j3"], ["j4"]]
 
 
 def test_only_equal_batch_keys_share_and_none_runs_alone():
     record = Recorder()
-    scheduler = Scheduler(lambda: None)
+    scheduler = Scheduler(record, lambda: None)
     jobs = [
         Job("x1", batch_key="x"),
         Job("y1", batch_key="y"),
@@ -135,16 +135,15 @@ def test_only_equal_batch_keys_share_and_none_runs_alone():
 
 def test_one_callers_many_jobs_are_batched_and_it_returns_when_all_are_done():
     record = Recorder()
-    scheduler = Scheduler(lambda: None)
-    mine = [Job(f"m{i}", limit=3) for i in range(7)]
-    scheduler.run(mine, record)
+    scheduler = Scheduler(record, lambda: None)
+    scheduler.run([Job(f"m{i}", limit=3) for i in range(7)])
     assert record.runs == [["m0", "m1", "m2"], ["m3", "m4", "m5"], ["m6"]]
 
 
 def test_calls_for_the_resident_model_go_before_a_switch():
     resident = ["a"]
     record = Recorder(resident)
-    scheduler = Scheduler(lambda: resident[0])
+    scheduler = Scheduler(record, lambda: resident[0])
     keys = ["b", "a", "b", "a", "a"]
     groups = [[Job(f"{key}{i}", load_key=key, batch_key=None)] for i, key in enumerate(keys)]
     runs = queue_behind_a_holder(scheduler, record, groups)
@@ -154,7 +153,7 @@ def test_calls_for_the_resident_model_go_before_a_switch():
 def test_the_preference_is_bounded_so_a_switch_is_never_starved():
     resident = ["a"]
     record = Recorder(resident)
-    scheduler = Scheduler(lambda: resident[0], max_in_a_row=2)
+    scheduler = Scheduler(record, lambda: resident[0], max_in_a_row=2)
     keys = ["b", "a", "a", "a", "a"]
     groups = [[Job(f"{key}{i}", load_key=key, batch_key=None)] for i, key in enumerate(keys)]
     runs = queue_behind_a_holder(scheduler, record, groups)
@@ -162,80 +161,88 @@ def test_the_preference_is_bounded_so_a_switch_is_never_starved():
 
 
 def test_a_failing_execute_reaches_every_caller_in_the_run_and_the_scheduler_goes_on():
-    scheduler = Scheduler(lambda: None)
-    record = Recorder()
-    failures = []
+    gate = threading.Event()
+    runs = []
 
     def execute(run):
         if any(job.name == "holder" for job in run):
-            record.gate.wait(10)
+            gate.wait(10)
             return
+        runs.append([job.name for job in run])
         if len(run) > 1:
-            raise RuntimeError("bug")
+            raise ValueError("bug")
+
+    scheduler = Scheduler(execute, lambda: None)
+    failures = {}
 
     def call(name):
         try:
-            scheduler.run([Job(name)], execute)
-        except RuntimeError as exc:
-            failures.append((name, str(exc)))
+            scheduler.run([Job(name)])
+        except (ValueError, RuntimeError) as exc:
+            failures[name] = exc
 
-    holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)], execute))
+    holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)],))
     holder.start()
     wait_for(lambda: scheduler.busy)
     threads = [threading.Thread(target=call, args=(f"j{i}",)) for i in range(3)]
     for number, thread in enumerate(threads, start=1):
         thread.start()
         wait_for(lambda n=number: scheduler.pending == n)
-    record.gate.set()
+    gate.set()
     for thread in [holder, *threads]:
         thread.join(10)
-    assert sorted(failures) == [("j0", "bug"), ("j1", "bug"), ("j2", "bug")]
-    scheduler.run([Job("after")], record)
-    assert record.runs == [["after"]]
+    assert runs == [["j0", "j1", "j2"]]
+    # j0 led the run: it sees the error itself; the others get their own error, caused by it.
+    assert type(failures["j0"]) is ValueError
+    for name in ("j1", "j2"):
+        assert type(failures[name]) is RuntimeError and failures[name].__cause__ is failures["j0"]
+    scheduler.run([Job("after")])
+    assert runs[-1] == ["after"] and (scheduler.busy, scheduler.pending) == (False, 0)
 
 
 def test_an_interrupted_leader_hands_the_other_callers_jobs_back():
     """KeyboardInterrupt in the thread running a shared run: that caller's job is dropped,
     the other caller's job goes back in the queue and its owner runs it."""
-    scheduler = Scheduler(lambda: None)
-    record = Recorder()
+    gate = threading.Event()
+    runs = []
     interrupted = []
 
     def execute(run):
         if any(job.name == "holder" for job in run):
-            record.gate.wait(10)
+            gate.wait(10)
             return
         if threading.current_thread().name == "first" and len(run) > 1:
             raise KeyboardInterrupt
-        record.runs.append([job.name for job in run])
+        runs.append([job.name for job in run])
+
+    scheduler = Scheduler(execute, lambda: None)
 
     def first():
         try:
-            scheduler.run([Job("a")], execute)
+            scheduler.run([Job("a")])
         except KeyboardInterrupt:
             interrupted.append("a")
 
-    holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)], execute))
+    holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)],))
     holder.start()
     wait_for(lambda: scheduler.busy)
     leader = threading.Thread(target=first, name="first")
     leader.start()
     wait_for(lambda: scheduler.pending == 1)
-    other = threading.Thread(target=scheduler.run, args=([Job("b")], execute), name="second")
+    other = threading.Thread(target=scheduler.run, args=([Job("b")],), name="second")
     other.start()
     wait_for(lambda: scheduler.pending == 2)
-    record.gate.set()
+    gate.set()
     for thread in (holder, leader, other):
         thread.join(10)
         assert not thread.is_alive()
     assert interrupted == ["a"]
-    assert record.runs == [["b"]]
+    assert runs == [["b"]]
     assert (scheduler.busy, scheduler.pending) == (False, 0)
 
 
 def test_many_callers_all_finish_and_every_job_runs_exactly_once():
     threads = 16
-    scheduler = Scheduler(lambda: None)
     seen: list[str] = []
     lock = threading.Lock()
 
@@ -243,10 +250,12 @@ def test_many_callers_all_finish_and_every_job_runs_exactly_once():
         with lock:
             seen.extend(job.name for job in run)
 
+    scheduler = Scheduler(execute, lambda: None)
+
     def call(worker):
         for i in range(20):
             key = "x" if (worker + i) % 3 else None
-            scheduler.run([Job(f"{worker}-{i}", batch_key=key, limit=4)], execute)
+            scheduler.run([Job(f"{worker}-{i}", batch_key=key, limit=4)])
 
     pool = [threading.Thread(target=call, args=(w,)) for w in range(threads)]
     for t in pool:
