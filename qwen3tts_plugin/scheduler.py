@@ -78,7 +78,8 @@ class Scheduler(Generic[J]):
         (KeyboardInterrupt) withdraws its jobs; others' jobs of a run it was executing go back
         to the front of the queue and are executed again, so ``execute`` must be safe to repeat.
         """
-        tickets = [_Ticket(job) for job in jobs]
+        me = object()  # this call: owns its tickets
+        tickets = [_Ticket(job, me) for job in jobs]
         with self._cond:
             try:
                 self._waiting.extend(tickets)
@@ -88,9 +89,9 @@ class Scheduler(Generic[J]):
                     if lead is None:
                         self._cond.wait()
                     else:
-                        self._execute(lead, tickets)
+                        self._execute(lead)
             except BaseException:
-                self._withdraw(tickets)
+                self._withdraw(tickets, me)
                 raise
         for ticket in tickets:
             if ticket.failure is not None and ticket.ran_here:
@@ -99,7 +100,7 @@ class Scheduler(Generic[J]):
             if ticket.failure is not None:
                 raise RuntimeError("a run this caller's job shared failed") from ticket.failure
 
-    def _execute(self, lead: _Ticket[J], mine: list[_Ticket[J]]) -> None:
+    def _execute(self, lead: _Ticket[J]) -> None:
         """Execute ``lead``'s run outside the lock (the caller holds it), then pass the turn."""
         run = lead.run or []
         failure: Exception | None = None
@@ -117,21 +118,21 @@ class Scheduler(Generic[J]):
                 self._cond.acquire()
         finally:
             if interrupted:  # others' jobs go back to the front of the queue
-                self._waiting[:0] = [ticket for ticket in run if ticket not in mine]
+                self._waiting[:0] = [ticket for ticket in run if ticket.owner is not lead.owner]
             else:
                 for ticket in run:
                     ticket.done, ticket.failure = True, failure
-                    ticket.ran_here = ticket in mine
+                    ticket.ran_here = ticket.owner is lead.owner
             self._busy = False
             self._dispatch()
             self._cond.notify_all()
 
-    def _withdraw(self, mine: list[_Ticket[J]]) -> None:
+    def _withdraw(self, mine: list[_Ticket[J]], me: object) -> None:
         """Take an interrupted caller's jobs out; a run it was to lead goes back in the queue."""
-        self._waiting = [ticket for ticket in self._waiting if ticket not in mine]
+        self._waiting = [ticket for ticket in self._waiting if ticket.owner is not me]
         for ticket in mine:
             if ticket.run is not None:
-                self._waiting[:0] = [other for other in ticket.run if other not in mine]
+                self._waiting[:0] = [other for other in ticket.run if other.owner is not me]
                 ticket.run = None
                 self._busy = False
             ticket.done = True
@@ -153,7 +154,8 @@ class Scheduler(Generic[J]):
                     break
                 if ticket is not lead and ticket.job.batch_key == key:
                     run.append(ticket)
-        self._waiting = [ticket for ticket in self._waiting if ticket not in run]
+        taken = {id(ticket) for ticket in run}
+        self._waiting = [ticket for ticket in self._waiting if id(ticket) not in taken]
         lead.run = run
         self._busy = True
         self._cond.notify_all()
@@ -171,10 +173,11 @@ class Scheduler(Generic[J]):
 class _Ticket(Generic[J]):
     """A queued job, and what became of it."""
 
-    __slots__ = ("done", "failure", "job", "ran_here", "run")
+    __slots__ = ("done", "failure", "job", "owner", "ran_here", "run")
 
-    def __init__(self, job: J):
+    def __init__(self, job: J, owner: object):
         self.job = job
+        self.owner = owner  # the run() call that queued it
         self.run: list[_Ticket[J]] | None = None  # set on the leader when its run may start
         self.done = False
         self.failure: Exception | None = None
