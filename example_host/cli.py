@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     engines = sub.add_parser("engines", parents=[common], help="installed engines")
     engines.add_argument("--json", action="store_true", help="print JSON")
+    engines.add_argument(
+        "--config", default=DEFAULT_CONFIG_ID, help="config id whose settings the engine reads"
+    )
     engines.set_defaults(run=commands.cmd_engines)
 
     settings = sub.add_parser("settings", parents=[common], help="show or change settings")

@@ -51,7 +51,9 @@ def synthesize(pm: pluggy.PluginManager, request: SynthesisRequest) -> Synthesis
 
 def cmd_engines(args: argparse.Namespace, store: SettingsStore) -> int:
     """Each installed engine's capabilities."""
-    found = engines.all_capabilities(engines.plugin_manager())
+    found = engines.all_capabilities(
+        engines.plugin_manager(), engines.engine_config(store.config(args.config))
+    )
     if args.json:
         print(json.dumps([caps.model_dump(mode="json") for caps in found], indent=2))
     else:
@@ -88,7 +90,9 @@ def cmd_settings_unset(args: argparse.Namespace, store: SettingsStore) -> int:
 def _change(store: SettingsStore, config_id: str, changes: dict[str, Any]) -> int:
     config = store.config(config_id)
     if any(value is not None for value in changes.values()):
-        caps = engines.engine_for(engines.plugin_manager(), config["provider"])
+        caps = engines.engine_for(
+            engines.plugin_manager(), config["provider"], engines.engine_config(config)
+        )
         for warning in engines.check_changes(caps, changes):
             print(f"warning: {warning}", file=sys.stderr)
     config = store.update_extra_params(config_id, changes)
@@ -193,7 +197,7 @@ def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
     """
     pm = engines.plugin_manager()
     stored = store.config(args.config)
-    caps = engines.engine_for(pm, stored["provider"])
+    caps = engines.engine_for(pm, stored["provider"], engines.engine_config(stored))
     params = stored.get("extra_params", {})
     if not engines.model_configured(caps, params):
         # The one import of the engine package: its documented test-checkpoint builder.

@@ -1,6 +1,7 @@
 """Finding engines through entry points, and checking settings against an engine's schema.
 
-Everything the host knows about an engine comes from ``pm.hook.tts_capabilities()`` and, for
+Everything the host knows about an engine comes from ``pm.hook.tts_capabilities(config=...)``
+(given the stored config, so the engine looks for models where the user keeps them) and, for
 the voice mode a model speaks, from the ``LoadResult`` of ``pm.hook.tts_load``.
 """
 
@@ -20,9 +21,12 @@ def plugin_manager() -> pluggy.PluginManager:
     return hookspecs.plugin_manager()
 
 
-def all_capabilities(pm: pluggy.PluginManager) -> list[Capabilities]:
-    """Every installed engine's capabilities; ``no_engine`` when there are none."""
-    found = pm.hook.tts_capabilities()
+def all_capabilities(
+    pm: pluggy.PluginManager, config: EngineConfig | None = None
+) -> list[Capabilities]:
+    """Every installed engine's capabilities, the engine ``config`` names answering for its
+    settings; ``no_engine`` when there are none."""
+    found = pm.hook.tts_capabilities(config=config)
     if not found:
         raise TtsError(
             "no_engine",
@@ -33,9 +37,11 @@ def all_capabilities(pm: pluggy.PluginManager) -> list[Capabilities]:
     return found
 
 
-def engine_for(pm: pluggy.PluginManager, provider: str) -> Capabilities:
-    """The capabilities of the engine that answers ``provider``."""
-    engines = all_capabilities(pm)
+def engine_for(
+    pm: pluggy.PluginManager, provider: str, config: EngineConfig | None = None
+) -> Capabilities:
+    """The capabilities of the engine that answers ``provider`` (for ``config``, if given)."""
+    engines = all_capabilities(pm, config)
     for caps in engines:
         if caps.provider == provider:
             return caps

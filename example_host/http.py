@@ -30,6 +30,7 @@ UNAVAILABLE_CODES = frozenset(
         "model_invalid",
         "unknown_model_key",
         "model_to_device_failed",
+        "engine_unavailable",
         "no_engine",
     }
 )
@@ -100,8 +101,13 @@ def create_app(
         return JSONResponse(body, status_code=UNPROCESSABLE)
 
     @app.get("/api/tts/engines")
-    def list_engines() -> list[dict[str, Any]]:
-        return [caps.model_dump(mode="json") for caps in engines.all_capabilities(pm)]
+    def list_engines(config_id: str = DEFAULT_CONFIG_ID) -> list[dict[str, Any]]:
+        config = engines.engine_config(store.config(config_id))
+        return [caps.model_dump(mode="json") for caps in engines.all_capabilities(pm, config)]
+
+    @app.get("/api/tts/status")
+    def engine_status() -> list[dict[str, Any]]:
+        return [status.model_dump(mode="json") for status in pm.hook.tts_status()]
 
     @app.get("/api/tts/settings")
     def read_settings() -> dict[str, Any]:
@@ -110,7 +116,7 @@ def create_app(
     @app.put("/api/tts/settings/{config_id}")
     def update_settings(config_id: str, body: SettingsUpdate) -> dict[str, Any]:
         config = store.config(config_id)
-        caps = engines.engine_for(pm, config["provider"])
+        caps = engines.engine_for(pm, config["provider"], engines.engine_config(config))
         warnings = engines.check_changes(caps, body.extra_params)
         config = store.update_extra_params(config_id, body.extra_params)
         return {"config_id": config_id, "config": config, "warnings": warnings}

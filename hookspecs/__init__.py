@@ -1,7 +1,7 @@
 """The contract between a video editor and its text-to-speech engines.
 
-Hosts call ``plugin_manager()`` and then ``pm.hook.tts_capabilities()``,
-``pm.hook.tts_load(...)``, ``pm.hook.tts_synthesize(...)`` and
+Hosts call ``plugin_manager()`` and then ``pm.hook.tts_capabilities(config=...)``,
+``pm.hook.tts_status()``, ``pm.hook.tts_load(...)``, ``pm.hook.tts_synthesize(...)`` and
 ``pm.hook.tts_synthesize_batch(...)``. Engines implement those hooks with ``@hookimpl`` and
 register under the ``autocut_tts`` entry-point group. Importing this package never imports torch.
 """
@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from .errors import TtsError
 from .manager import plugin_manager
 from .markers import PROJECT, hookimpl, hookspec
-from .specs import tts_capabilities, tts_load, tts_synthesize, tts_synthesize_batch
+from .specs import (
+    tts_capabilities,
+    tts_load,
+    tts_status,
+    tts_synthesize,
+    tts_synthesize_batch,
+)
 
 _MODELS = (
     "AccelerationStatus",
@@ -19,6 +25,7 @@ _MODELS = (
     "Capabilities",
     "DType",
     "EngineConfig",
+    "EngineStatus",
     "ErrorInfo",
     "GenerationParams",
     "GpuInfo",
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
         Capabilities,
         DType,
         EngineConfig,
+        EngineStatus,
         ErrorInfo,
         GenerationParams,
         GpuInfo,
@@ -65,6 +73,7 @@ __all__ = [
     "Capabilities",
     "DType",
     "EngineConfig",
+    "EngineStatus",
     "ErrorInfo",
     "GenerationParams",
     "GpuInfo",
@@ -80,6 +89,7 @@ __all__ = [
     "plugin_manager",
     "tts_capabilities",
     "tts_load",
+    "tts_status",
     "tts_synthesize",
     "tts_synthesize_batch",
 ]

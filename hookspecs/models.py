@@ -24,13 +24,17 @@ DeviceSource = Literal["config", "detected"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # protected_namespaces=(): fields such as model_path are ours, not pydantic's (pydantic
+    # before 2.10 warns about every field starting with "model_").
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, defer_build=True, protected_namespaces=()
+    )
 
 
 class EngineConfig(BaseModel):
     """One engine configuration as the host stores it; the host may pass all of its fields."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True, protected_namespaces=())
 
     provider: str = Field(
         description="Engine that answers this config, e.g. 'qwen3_tts'. Other engines return None."
@@ -252,16 +256,54 @@ class AccelerationStatus(_Model):
 class ModelInfo(_Model):
     """One model the engine knows, and whether its local folder is usable."""
 
-    key: str = Field(description="Registry key used in settings, e.g. 'custom_0_6b'.")
-    repo_id: str = Field(description="Published repository id, e.g. 'Qwen/Qwen3-TTS-12Hz-...'.")
-    kind: ModelKind = Field(description="custom_voice, voice_design or base (voice cloning).")
-    size: Literal["0.6B", "1.7B"] = Field(description="Parameter count class.")
+    key: str = Field(
+        description="Registry key used in settings, e.g. 'custom_0_6b'; for a folder the "
+        "config names directly (ModelPath), that path."
+    )
+    repo_id: str = Field(
+        description="Published repository id, e.g. 'Qwen/Qwen3-TTS-12Hz-...'; empty for a "
+        "local folder the engine cannot match to one."
+    )
+    kind: ModelKind | None = Field(
+        description="custom_voice, voice_design or base (voice cloning); None when a local "
+        "folder's config cannot be read."
+    )
+    size: Literal["0.6B", "1.7B"] | None = Field(
+        description="Parameter count class; None when a local folder's config does not say."
+    )
+    configured: bool = Field(
+        default=False,
+        description="True for the model the config passed to tts_capabilities selects (with "
+        "no config of this engine's, its default model).",
+    )
     local_path: Path | None = Field(default=None, description="Where the engine looks for it.")
     present: bool = Field(description="Whether the local folder exists.")
     valid: bool = Field(description="Whether the folder holds every file a load needs.")
     missing: list[str] = Field(default_factory=list, description="Files the folder lacks.")
     speakers: list[str] = Field(default_factory=list, description="Built-in speakers, if any.")
     languages: list[str] = Field(default_factory=list, description="Supported languages.")
+
+
+class EngineStatus(_Model):
+    """What an engine holds in memory now, and the last load that failed."""
+
+    provider: str = Field(description="Engine that reports.")
+    loaded: bool = Field(description="True when a model is resident.")
+    model: str | None = Field(
+        default=None, description="The resident model as configured: a registry key or a path."
+    )
+    model_path: Path | None = Field(default=None, description="Folder it was loaded from.")
+    device: str | None = Field(default=None, description="Device it sits on, e.g. 'cuda:0'.")
+    dtype: DType | None = Field(default=None, description="Precision it was loaded in.")
+    attn_implementation: str | None = Field(default=None, description="Attention kernel.")
+    backend: str | None = Field(
+        default=None, description="What runs its generate calls, e.g. 'qwen_tts'."
+    )
+    last_error: ErrorInfo | None = Field(
+        default=None,
+        description="The last failed load (a device that refused the model, a folder that did "
+        "not load, a missing runtime); cleared by the next successful load.",
+    )
 
 
 class Capabilities(_Model):

@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # annotations only: plugin_manager() stays free of pydantic's
         BatchItem,
         Capabilities,
         EngineConfig,
+        EngineStatus,
         LoadResult,
         SynthesisRequest,
         SynthesisResult,
@@ -18,12 +19,30 @@ if TYPE_CHECKING:  # annotations only: plugin_manager() stays free of pydantic's
 
 
 @hookspec
-def tts_capabilities() -> Capabilities:
+def tts_capabilities(config: EngineConfig | None) -> Capabilities:
     """Describe the engine: provider name, voice modes, models, acceleration, settings schema.
 
     Called by hosts to fill an engines list or a settings page. Every installed engine answers;
     the host receives a list with one ``Capabilities`` per engine (not firstresult). Must be
     cheap enough for a settings page: no model is loaded to answer it.
+
+    Hosts pass ``config`` by name, ``None`` for the engines' defaults:
+    ``pm.hook.tts_capabilities(config=None)``. The engine that ``config.provider`` names reads
+    where models live from its settings (a models folder, a model path) and marks the model
+    the config selects (``ModelInfo.configured``); other engines answer with their defaults.
+    A setting that does not validate never fails this hook: the engine falls back to its
+    defaults for that setting (``tts_load`` reports the error).
+    """
+
+
+@hookspec
+def tts_status() -> EngineStatus:
+    """Say what the engine holds in memory now, and why its last load failed, if it did.
+
+    For a status badge (loaded, model, device, precision, last device error). Every installed
+    engine answers; the host receives a list with one ``EngineStatus`` per engine (not
+    firstresult) and picks by ``provider``. Cheap and side-effect free: it loads nothing, and
+    an engine that never loaded a model imports no machine-learning library to answer.
     """
 
 

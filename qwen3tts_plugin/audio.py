@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,9 @@ import soundfile as sf
 from hookspecs import TtsError
 
 from .hints import FP32_HINT
+from .log import get_logger
+
+log = get_logger(__name__)
 
 MIN_REFERENCE_S = 0.5
 """Shorter references fail inside qwen_tts's feature extraction (and could not carry a voice)."""
@@ -46,11 +51,31 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
     return audio.astype(np.float32, copy=False), int(rate)
 
 
+_librosa_turn = threading.Lock()
+
+
 def _read_with_librosa(path: Path) -> tuple[np.ndarray, int]:
+    """Formats libsndfile cannot read (MP3, M4A, ...) through librosa and audioread.
+
+    librosa warns that soundfile failed before it tries audioread: expected here, so its
+    warnings go to the debug log. ``catch_warnings`` swaps process-wide state, so decodings
+    take turns.
+    """
     import librosa
 
     try:
-        audio, rate = librosa.load(str(path), sr=None, mono=True)
+        with _librosa_turn, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                audio, rate = librosa.load(str(path), sr=None, mono=True)
+            finally:
+                for warning in caught:
+                    log.debug(
+                        "tts.third_party.warning",
+                        source="librosa.load",
+                        category=warning.category.__name__,
+                        text=str(warning.message),
+                    )
     except Exception as exc:  # audioread/soundfile raise many types
         raise TtsError(
             "ref_audio_invalid",
@@ -76,12 +101,15 @@ def check_waveform(wav: np.ndarray) -> np.ndarray:
 def check_out_path(path: Path) -> None:
     """Refuse, before any model work, an output path that cannot be written.
 
-    ``output_write_failed`` when the path is a folder, when what would be its folder is a file,
-    or when the nearest existing folder is not writable. A missing folder is fine: the write
-    creates it.
+    ``output_write_failed`` when the path holds a NUL character, when it is a folder, when
+    what would be its folder is a file, or when the nearest existing folder is not writable.
+    A missing folder is fine: the write creates it.
     """
     problem = None
-    if path.is_dir():
+    shown: object = path
+    if "\x00" in str(path):
+        problem, shown = "the path contains a NUL character", repr(str(path))
+    elif path.is_dir():
         problem = "it is a folder"
     else:
         folder = path.parent
@@ -94,7 +122,7 @@ def check_out_path(path: Path) -> None:
     if problem:
         raise TtsError(
             "output_write_failed",
-            f"cannot write {path}: {problem}",
+            f"cannot write {shown}: {problem}",
             "Choose a writable output path: a .wav file in a folder you can write to.",
         )
 

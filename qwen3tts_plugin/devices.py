@@ -15,7 +15,7 @@ from typing import Any
 
 from hookspecs import AccelerationStatus, GpuInfo, TtsError
 
-from .hints import DEVICE_HINT
+from .hints import DEVICE_HINT, MPS_HINT
 from .log import get_logger
 from .settings import EngineSettings, parse_device
 
@@ -300,9 +300,12 @@ def _gpu_for(device: str, status: AccelerationStatus) -> GpuInfo | None:
 
 
 def device_unusable_error(device: str, exc: BaseException) -> TtsError:
-    """``model_to_device_failed`` carrying the original error and the troubleshooting hint."""
+    """``model_to_device_failed`` carrying the original error and the troubleshooting hint
+    for that kind of device (NVIDIA or Apple)."""
     return TtsError(
-        "model_to_device_failed", f"{device}: {type(exc).__name__}: {first_line(exc)}", DEVICE_HINT
+        "model_to_device_failed",
+        f"{device}: {type(exc).__name__}: {first_line(exc)}",
+        MPS_HINT if device == "mps" else DEVICE_HINT,
     )
 
 

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hookspecs import (
@@ -21,6 +22,7 @@ from hookspecs import (
     BatchItem,
     Capabilities,
     EngineConfig,
+    EngineStatus,
     ErrorInfo,
     LoadResult,
     SynthesisRequest,
@@ -37,12 +39,13 @@ from .registry import (
     ModelFacts,
     ResolvedModel,
     check_model_dir,
+    local_model_info,
     model_info,
     read_model_facts,
     unknown_key_error,
 )
 from .scheduler import Scheduler
-from .settings import EngineSettings, parse_settings, settings_schema
+from .settings import EngineSettings, model_settings, parse_settings, settings_schema
 from .voices import VoicePlan, resolve_voice, with_reference
 
 log = get_logger(__name__)
@@ -82,10 +85,11 @@ class Prepared:
 
 @dataclass
 class Resident:
-    """The backend in memory and the key it was loaded with."""
+    """The backend in memory, the key it was loaded with, and the model as configured."""
 
     key: LoadKey
     backend: Backend
+    model: str
 
 
 @dataclass(eq=False)
@@ -136,18 +140,50 @@ class Engine:
 
     # --- the hooks -----------------------------------------------------------------------
 
-    def capabilities(self) -> Capabilities:
-        """What this engine offers on this machine; loads nothing."""
-        models_dir = EngineSettings().models_dir
+    def capabilities(self, config: EngineConfig | None = None) -> Capabilities:
+        """What this engine offers on this machine; loads nothing.
+
+        Models are looked for where ``config`` (when it is this engine's) says they live, and
+        the one it selects is marked ``configured``.
+        """
+        settings = model_settings(config.extra_params if config else {})
+        models = [
+            model_info(
+                spec,
+                settings.models_dir,
+                configured=settings.ModelPath is None and spec.key == settings.ModelKey,
+            )
+            for spec in MODELS.values()
+        ]
+        if settings.ModelPath is not None:
+            models.append(local_model_info(settings.ModelPath.expanduser()))
         return Capabilities(
             provider=PROVIDER,
             display_name=DISPLAY_NAME,
             version=__version__,
             voice_modes=VOICE_MODES,
             sample_rate=SAMPLE_RATE,
-            models=[model_info(spec, models_dir) for spec in MODELS.values()],
+            models=models,
             acceleration=acceleration_status(),
             settings_schema=settings_schema(),
+        )
+
+    def status(self) -> EngineStatus:
+        """What is resident and the last failed load; cheap (reads two attributes)."""
+        resident, error = self._resident, self.last_error
+        last_error = None if error is None else ErrorInfo.from_error(error)
+        if resident is None:
+            return EngineStatus(provider=PROVIDER, loaded=False, last_error=last_error)
+        return EngineStatus(
+            provider=PROVIDER,
+            loaded=True,
+            model=resident.model,
+            model_path=Path(resident.key.path),
+            device=resident.key.device,
+            dtype=resident.key.dtype,
+            attn_implementation=resident.key.attn_implementation,
+            backend=resident.key.backend,
+            last_error=last_error,
         )
 
     def load(self, config: EngineConfig) -> LoadResult:
@@ -299,34 +335,43 @@ class Engine:
     def _ensure(self, prepared: Prepared) -> tuple[Resident, float | None]:
         """The resident model for ``prepared``, loading it (and releasing another) if needed.
 
-        Caller holds a turn. Returns the resident and the seconds spent loading it, or None
-        when it was already resident.
+        Caller holds a turn. Everything that can fail cheaply (imports, the device probe) runs
+        before the model in memory is released, so a request that cannot load leaves it
+        resident; only a load that starts releases it (two models never sit in memory
+        together). Returns the resident and the seconds spent loading it, or None when it was
+        already resident.
         """
         if self._resident is not None and self._resident.key == prepared.key:
             return self._resident, None
-        self._release("settings changed")
-        backend_type = backend_class(prepared.key.backend)
-        backend_type.import_runtime()  # first call only: seconds of imports, not load time
-        log.info(
-            "tts.load.start",
-            model=prepared.model.model,
-            path=str(prepared.model.path),
-            device=prepared.plan.device,
-            dtype=prepared.plan.dtype,
-            attn_implementation=prepared.plan.attn_implementation,
-            backend=prepared.key.backend,
-        )
-        started = time.perf_counter()
         try:
+            backend_type = backend_class(prepared.key.backend)
+            backend_type.preflight(prepared.plan)  # first call: seconds of imports, not load time
+            self._release("settings changed")
+            log.info(
+                "tts.load.start",
+                model=prepared.model.model,
+                path=str(prepared.model.path),
+                device=prepared.plan.device,
+                dtype=prepared.plan.dtype,
+                attn_implementation=prepared.plan.attn_implementation,
+                backend=prepared.key.backend,
+            )
+            started = time.perf_counter()
             backend = backend_type.load(prepared.model.path, prepared.plan)
         except TtsError as err:
             # A copy without the traceback: the failed load's frames must not stay alive.
             self.last_error = TtsError(err.code, err.detail, err.hint)
             self._failed_loads[prepared.key] = (next(_QUEUED), self.last_error)
-            log.error("tts.load.failed", code=err.code, detail=err.detail)
+            log.error(
+                "tts.load.failed",
+                code=err.code,
+                detail=err.detail,
+                device=prepared.plan.device,
+                kept_resident=self._resident is not None,
+            )
             raise
         seconds = time.perf_counter() - started
-        self._resident = Resident(prepared.key, backend)
+        self._resident = Resident(prepared.key, backend, prepared.model.model)
         self.last_error = None
         self._failed_loads.pop(prepared.key, None)
         log.info("tts.load.done", seconds=round(seconds, 3), device=prepared.plan.device)

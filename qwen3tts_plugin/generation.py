@@ -88,21 +88,33 @@ def clone_prompts(model: Qwen3TTSModel, voices: list[VoicePlan]) -> list[Any]:
 
 
 def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """The request's sampling parameters, applied to the talker and its code predictor alike."""
+    """The request's sampling parameters, applied to the talker and its code predictor alike.
+
+    Greedy decoding ignores temperature, top-k and top-p; they are passed at transformers'
+    neutral values then, which it would otherwise warn about ("generation flags are not valid").
+    """
+    sampling = params.do_sample
+    temperature = params.temperature if sampling else 1.0
+    top_k = params.top_k if sampling else GREEDY_TOP_K
+    top_p = params.top_p if sampling else 1.0
     kwargs: dict[str, Any] = {
-        "do_sample": params.do_sample,
-        "temperature": params.temperature,
-        "top_k": params.top_k,
-        "top_p": params.top_p,
+        "do_sample": sampling,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
         "max_new_tokens": params.max_new_tokens,
-        "subtalker_dosample": params.do_sample,
-        "subtalker_temperature": params.temperature,
-        "subtalker_top_k": params.top_k,
-        "subtalker_top_p": params.top_p,
+        "subtalker_dosample": sampling,
+        "subtalker_temperature": temperature,
+        "subtalker_top_k": top_k,
+        "subtalker_top_p": top_p,
     }
     if params.repetition_penalty is not None:
         kwargs["repetition_penalty"] = params.repetition_penalty
     return kwargs
+
+
+GREEDY_TOP_K = 50
+"""transformers' default top_k: the value it expects when sampling is off."""
 
 
 @contextlib.contextmanager

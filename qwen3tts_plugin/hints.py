@@ -8,6 +8,19 @@ DEVICE_HINT = (
     "the engine never falls back by itself."
 )
 
+MPS_HINT = (
+    "The model could not be placed on the Apple GPU (mps). It needs macOS 12.3 or later on Apple "
+    "silicon and a torch build with MPS (python -m qwen3tts_plugin doctor shows torch's view). "
+    "To run on the CPU on purpose, set Device=cpu; the engine never falls back by itself."
+)
+
+RUNTIME_HINT = (
+    "Install the engine's runtime in the host's environment: pip install 'qwen-tts>=0.1.1,<0.2' "
+    "and a torch build for this machine (pytorch.org lists the CUDA builds). pip install "
+    "qwen3tts-plugin pulls both; a broken torch/torchaudio pair (mismatched versions) fails the "
+    "same way."
+)
+
 MEMORY_HINT = (
     "The device ran out of memory during generation. Lower BatchSize (how many texts share one "
     "generate call; each holds its own cache), send shorter texts, or choose a 0.6B model. The "

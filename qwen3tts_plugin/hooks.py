@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         BatchItem,
         Capabilities,
         EngineConfig,
+        EngineStatus,
         LoadResult,
         SynthesisRequest,
         SynthesisResult,
@@ -42,8 +43,17 @@ def get_engine() -> Engine:
 
 
 @hookimpl
-def tts_capabilities() -> Capabilities:
-    return get_engine().capabilities()
+def tts_capabilities(config: EngineConfig | None) -> Capabilities:
+    return get_engine().capabilities(config if config and config.provider == PROVIDER else None)
+
+
+@hookimpl
+def tts_status() -> EngineStatus:
+    if _engine is None:  # nothing was ever loaded: no engine (and no torch) to ask
+        from hookspecs import EngineStatus
+
+        return EngineStatus(provider=PROVIDER, loaded=False)
+    return _engine.status()
 
 
 @hookimpl

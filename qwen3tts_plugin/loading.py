@@ -17,8 +17,10 @@ import torch
 
 from hookspecs import TtsError
 
+from .backends import RUNTIME_IMPORT_ERRORS, runtime_unavailable
 from .devices import DevicePlan, device_unusable_error
 from .log import get_logger
+from .quiet import third_party_output
 
 if TYPE_CHECKING:
     from qwen_tts import Qwen3TTSModel
@@ -26,19 +28,28 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+IMPORT_CHATTER_LOGGERS = ("sox",)
+"""Loggers that warn during ``import qwen_tts`` about what the engine never uses (SoX)."""
+
+
 def import_qwen_tts() -> type[Qwen3TTSModel]:
-    """Import qwen_tts with its import-time banner sent to stderr, never to the host's stdout."""
-    if "qwen_tts" not in sys.modules:
-        # Swaps sys.stdout process-wide for the import (a few seconds, once): other threads'
-        # prints in that window go to stderr too. Nothing is lost, and stdout stays the host's.
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):
-            import qwen_tts  # noqa: F401
+    """Import qwen_tts, its banners and warnings sent to the debug log (quiet.py);
+    ``engine_unavailable`` when it is missing or broken."""
+    first = sys.modules.get("qwen_tts") is None
+    started = time.perf_counter()
+    try:
+        with (
+            third_party_output("import qwen_tts", IMPORT_CHATTER_LOGGERS)
+            if first
+            else (contextlib.nullcontext())
+        ):
+            from qwen_tts import Qwen3TTSModel
+    except RUNTIME_IMPORT_ERRORS as exc:
+        raise runtime_unavailable("qwen_tts", exc) from exc
+    if first:
         log.info(
             "tts.import.done", module="qwen_tts", seconds=round(time.perf_counter() - started, 3)
         )
-    from qwen_tts import Qwen3TTSModel
-
     return Qwen3TTSModel
 
 
@@ -73,11 +84,22 @@ def load_model(path: Path, plan: DevicePlan) -> Qwen3TTSModel:
         except TtsError as exc:
             error = forget_locals(exc)
         else:
+            set_pad_token(model)
             log.debug("tts.load.placed", device=plan.device, seconds=time.perf_counter() - started)
             return model
         del model
     free_device_memory()  # a half-built or rejected model must not hold (V)RAM
     raise error
+
+
+def set_pad_token(model: Qwen3TTSModel) -> None:
+    """Tell the talker what to pad finished texts of a batch with: its end-of-speech code.
+
+    That is what transformers picks when none is set, with a warning on stderr on every
+    generate call; set on this loaded model, the behaviour stays and the warning goes.
+    """
+    talker = model.model.talker
+    talker.generation_config.pad_token_id = model.model.config.talker_config.codec_eos_token_id
 
 
 def forget_locals(exc: BaseException) -> BaseException:

@@ -99,8 +99,45 @@ def unknown_key_error(key: str) -> TtsError:
 
 
 def missing_files(path: Path) -> list[str]:
-    """Files a loadable model folder needs that ``path`` lacks (empty when complete)."""
-    return [names[0] for names in REQUIRED_FILES if not any((path / n).is_file() for n in names)]
+    """What keeps ``path`` from loading, found without loading it (empty when complete): the
+    files it lacks, and weights cut short or damaged (``"model.safetensors (truncated: ...)"``).
+    """
+    missing = [names[0] for names in REQUIRED_FILES if not any((path / n).is_file() for n in names)]
+    damaged = [
+        f"{name} ({problem})"
+        for name in WEIGHT_FILES
+        if (path / name).is_file() and (problem := safetensors_problem(path / name))
+    ]
+    return missing + damaged
+
+
+WEIGHT_FILES = ("model.safetensors", "speech_tokenizer/model.safetensors")
+"""Single-file weights whose header and size are checked before a load."""
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Why ``file`` is not a whole safetensors file (an interrupted download), or None.
+
+    Reads the header only: 8 bytes of length, then a JSON table whose offsets say where the
+    data ends; the file must end exactly there.
+    """
+    try:
+        size = file.stat().st_size
+        with file.open("rb") as stream:
+            head = stream.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 2 or 8 + length > size:
+                return f"truncated: {size:,} bytes, no complete header"
+            table = json.loads(stream.read(length))
+        ends = [entry["data_offsets"][1] for name, entry in table.items() if name != "__metadata__"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        return f"unreadable header: {type(exc).__name__}"
+    expected = 8 + length + max(ends, default=0)
+    if size < expected:
+        return f"truncated: {size:,} of {expected:,} bytes"
+    if size > expected:
+        return f"damaged: {size:,} bytes, the header describes {expected:,}"
+    return None
 
 
 def check_model_dir(path: Path) -> None:
@@ -111,7 +148,7 @@ def check_model_dir(path: Path) -> None:
     if missing:
         raise TtsError(
             "model_invalid",
-            f"model folder {path} is incomplete; missing: {', '.join(missing)}",
+            f"model folder {path} is incomplete; missing or damaged: {', '.join(missing)}",
             MODELS_DIR_HINT,
         )
 
@@ -130,33 +167,52 @@ def read_model_facts(path: Path) -> ModelFacts:
         raise TtsError(
             "model_invalid", f"cannot read {config_file}: {exc}", MODELS_DIR_HINT
         ) from exc
+    if kind not in MODE_FOR_KIND:
+        raise TtsError(
+            "model_invalid",
+            f"{config_file}: tts_model_type {kind!r} is not a Qwen3-TTS model type "
+            f"({', '.join(MODE_FOR_KIND)})",
+            MODELS_DIR_HINT,
+        )
     size = _SIZE_NAMES.get(str(config.get("tts_model_size", "")))
     return ModelFacts(kind=kind, size=size, speakers=speakers, languages=languages)
 
 
-def model_info(spec: ModelSpec, models_dir: Path) -> ModelInfo:
+def model_info(spec: ModelSpec, models_dir: Path, configured: bool = False) -> ModelInfo:
     """A registry model's status in ``models_dir``, for ``tts_capabilities``."""
     path = models_dir / spec.folder_name
+    return _folder_info(path, spec.key, spec, configured)
+
+
+def local_model_info(path: Path) -> ModelInfo:
+    """The status of a folder named directly (ModelPath), matched to the registry by name."""
+    spec = next((s for s in MODELS.values() if s.folder_name == path.name), None)
+    return _folder_info(path, str(path), spec, configured=True)
+
+
+def _folder_info(path: Path, key: str, spec: ModelSpec | None, configured: bool) -> ModelInfo:
     present = path.is_dir()
     missing = missing_files(path) if present else []
-    speakers: tuple[str, ...] = ()
-    languages: tuple[str, ...] = ()
+    facts = None
     if present and "config.json" not in missing:
         try:
             facts = read_model_facts(path)
         except TtsError:
             missing = [*missing, "config.json (unreadable)"]
-        else:
-            speakers, languages = facts.speakers, facts.languages
+    if facts is not None:
+        kind, size = facts.kind, facts.size
+    else:
+        kind, size = (spec.kind, spec.size) if spec else (None, None)
     return ModelInfo(
-        key=spec.key,
-        repo_id=spec.repo_id,
-        kind=spec.kind,
-        size=spec.size,
+        key=key,
+        repo_id=spec.repo_id if spec else "",
+        kind=kind,
+        size=size,
+        configured=configured,
         local_path=path,
         present=present,
         valid=present and not missing,
         missing=missing,
-        speakers=list(speakers),
-        languages=list(languages),
+        speakers=list(facts.speakers) if facts else [],
+        languages=list(facts.languages) if facts else [],
     )

@@ -161,6 +161,24 @@ def parse_settings(extra_params: dict[str, Any] | None) -> EngineSettings:
     return settings
 
 
+MODEL_KEYS = ("ModelKey", "ModelPath", "ModelsDir")
+"""The settings that say which model folder a config selects."""
+
+
+def model_settings(extra_params: dict[str, Any] | None) -> EngineSettings:
+    """The model-selecting settings alone, each one that does not validate left at its default:
+    for listings (``tts_capabilities``) that must answer whatever else the config holds."""
+    given = {k: v for k, v in (extra_params or {}).items() if k in MODEL_KEYS}
+    kept = {}
+    for key, value in given.items():
+        try:
+            EngineSettings.model_validate({key: value})
+        except ValidationError:
+            continue
+        kept[key] = value
+    return EngineSettings.model_validate(kept)
+
+
 def parse_device(value: Any) -> str | None:
     """Normalise a Device setting: None means "detect"; ``cuda`` means ``cuda:0``."""
     if value is None:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Lint and run the test suite offline (sets up .venv first if needed). Extra args go to pytest.
+# Then the contract tests again on the oldest supported pydantic (the editor's 2.5.0), no torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+./scripts/test_contract_oldest.sh

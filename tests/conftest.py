@@ -55,3 +55,21 @@ def engine():
     from qwen3tts_plugin.hooks import get_engine
 
     return get_engine()
+
+
+@pytest.fixture(scope="session")
+def unloadable(tiny, tmp_path_factory):
+    """A tiny custom_voice folder that passes every check before a load and fails the load:
+    complete, whole files, but one tensor's shape disagrees with config.json."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("unloadable") / "mismatched"
+    shutil.copytree(tiny["custom_voice"], folder)
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    head = tensors["talker.codec_head.weight"]
+    tensors["talker.codec_head.weight"] = head[: head.shape[0] // 2].clone()
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    return folder

@@ -333,17 +333,11 @@ def test_running_out_of_memory_in_a_shared_call_points_at_batch_size():
 
 
 def test_a_broken_model_is_tried_once_for_a_whole_batch_and_again_for_a_new_call(
-    pm, tiny, tmp_path
+    pm, unloadable, tmp_path
 ):
     """Jobs queued before a load failed get that failure; a later call tries again."""
-    import shutil
-
-    truncated = tmp_path / "truncated"
-    shutil.copytree(tiny["custom_voice"], truncated)
-    weights = truncated / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     requests = [
-        request(truncated, tmp_path / "out" / f"{i}.wav", TEXTS[i % 6], BatchSize=2)
+        request(unloadable, tmp_path / "out" / f"{i}.wav", TEXTS[i % 6], BatchSize=2)
         for i in range(12)
     ]
     with capture_logs() as logs:

@@ -165,6 +165,7 @@ def test_every_model_field_is_documented():
 
 FIRSTRESULT = {
     "tts_capabilities": False,
+    "tts_status": False,
     "tts_load": True,
     "tts_synthesize": True,
     "tts_synthesize_batch": True,

@@ -6,6 +6,7 @@ Everything runs the real qwen_tts code on the tiny checkpoints; nothing is mocke
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -176,12 +177,12 @@ def test_seeded_call_leaves_the_process_rng_alone(pm, tiny, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def broken(tiny, tmp_path_factory):
+def broken(tiny, unloadable, tmp_path_factory):
     """Damaged copies of the tiny custom_voice checkpoint, built with the real file formats."""
     from safetensors.torch import load_file, save_file
 
     root = tmp_path_factory.mktemp("broken")
-    made = {}
+    made = {"mismatched": unloadable}
 
     incomplete = root / "incomplete"
     shutil.copytree(tiny["custom_voice"], incomplete)
@@ -194,6 +195,12 @@ def broken(tiny, tmp_path_factory):
     weights = truncated / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     made["truncated"] = truncated
+
+    banana = root / "banana"
+    shutil.copytree(tiny["custom_voice"], banana)
+    config = json.loads((banana / "config.json").read_text())
+    (banana / "config.json").write_text(json.dumps({**config, "tts_model_type": "banana"}))
+    made["banana"] = banana
 
     # NaN in the vocoder: generation succeeds, the waveform is not finite (the fp16 symptom).
     nan_audio = root / "nan_audio"
@@ -236,7 +243,9 @@ def _error_cases(tiny, broken, tmp_path, ref_wav):
         ),
         "model_not_found": request_for(tmp_path / "no_such_model", out),
         "model_invalid": request_for(broken["incomplete"], out),
-        "model_load_failed": request_for(broken["truncated"], out),
+        "model_invalid (truncated weights)": request_for(broken["truncated"], out),
+        "model_invalid (unknown tts_model_type)": request_for(broken["banana"], out),
+        "model_load_failed": request_for(broken["mismatched"], out),
         "unsupported_mode": request_for(
             custom, out, voice=Voice(mode="voice_design", instruct="x")
         ),
@@ -261,6 +270,7 @@ def _error_cases(tiny, broken, tmp_path, ref_wav):
         "synthesis_failed": request_for(broken["nan_logits"], out),
         "output_write_failed (parent is a file)": request_for(custom, a_file / "out.wav"),
         "output_write_failed (path is a folder)": request_for(custom, tmp_path),
+        "output_write_failed (NUL in the path)": request_for(custom, tmp_path / "a\x00b.wav"),
     }
 
 
@@ -271,6 +281,8 @@ ERROR_CASES = [
     "unknown_model_key",
     "model_not_found",
     "model_invalid",
+    "model_invalid (truncated weights)",
+    "model_invalid (unknown tts_model_type)",
     "model_load_failed",
     "unsupported_mode",
     "unsupported_speaker",
@@ -286,6 +298,7 @@ ERROR_CASES = [
     "synthesis_failed",
     "output_write_failed (parent is a file)",
     "output_write_failed (path is a folder)",
+    "output_write_failed (NUL in the path)",
 ]
 
 
@@ -325,10 +338,10 @@ def test_error_details_say_what_is_wrong(pm, tiny, broken, tmp_path, ref_wav):
     assert "Precision" in error("invalid_settings").detail
     assert "Precision=fp32" in error("invalid_audio").hint
     assert "Precision=fp32" in error("synthesis_failed").hint
-    assert (
-        "safetensors" in error("model_load_failed").detail.lower()
-        or error("model_load_failed").detail
-    )
+    assert "model.safetensors (truncated: " in error("model_invalid (truncated weights)").detail
+    assert "'banana'" in error("model_invalid (unknown tts_model_type)").detail
+    assert "size mismatch" in error("model_load_failed").detail
+    assert "NUL" in error("output_write_failed (NUL in the path)").detail
 
 
 def test_a_failed_call_leaves_an_existing_file_untouched(pm, broken, tmp_path):
@@ -373,10 +386,95 @@ def test_changed_settings_release_the_old_model_first(pm, engine, tiny):
     assert engine.state()["resident"]["attn_implementation"] == "eager"
 
 
+def test_a_request_that_cannot_load_keeps_the_working_model(pm, engine, tiny, broken):
+    """A GPU that is not there (cuda:999 on any machine) fails at the one-tensor probe, a
+    truncated folder at the size check: both before the resident model is released."""
+    cpu = config_for(tiny["custom_voice"], Device="cpu")
+    pm.hook.tts_load(config=cpu)
+    refused = {
+        "model_to_device_failed": config_for(tiny["custom_voice"], Device="cuda:999"),
+        "model_invalid": config_for(broken["truncated"], Device="cpu"),
+    }
+    for code, config in refused.items():
+        with capture_logs() as logs, pytest.raises(TtsError, match=code):
+            pm.hook.tts_load(config=config)
+        assert "tts.model.released" not in [e["event"] for e in logs], code
+        assert pm.hook.tts_load(config=cpu).cached, code
+    [status] = pm.hook.tts_status()
+    assert status.loaded and status.device == "cpu"
+    assert status.model == str(tiny["custom_voice"])
+
+
+def test_status_reports_the_resident_model_and_the_last_failed_load(pm, engine, tiny):
+    engine.release()
+    [status] = pm.hook.tts_status()
+    assert (status.provider, status.loaded, status.model, status.device) == (
+        "qwen3_tts",
+        False,
+        None,
+        None,
+    )
+    pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="cpu"))
+    with pytest.raises(TtsError):
+        pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="cuda:999"))
+    [status] = pm.hook.tts_status()
+    assert status.loaded and status.model_path == tiny["custom_voice"]
+    assert (status.dtype, status.attn_implementation, status.backend) == (
+        "float32",
+        "sdpa",
+        "qwen_tts",
+    )
+    assert status.last_error.code == "model_to_device_failed"
+    assert "cuda:999" in status.last_error.detail and "nvidia-smi" in status.last_error.hint
+    pm.hook.tts_load(config=config_for(tiny["base"], Device="cpu"))
+    [status] = pm.hook.tts_status()
+    assert status.last_error is None and status.model == str(tiny["base"])
+
+
+@pytest.mark.parametrize("missing", ["qwen_tts", "torch"])
+def test_a_missing_runtime_is_engine_unavailable_with_what_to_install(tiny, missing):
+    """The package made unimportable in a fresh process (``sys.modules[name] = None``), as
+    in an environment where it was never installed."""
+    code = (
+        "import json, sys, hookspecs\n"
+        f"sys.modules[{missing!r}] = None\n"
+        "from hookspecs import EngineConfig, TtsError\n"
+        "pm = hookspecs.plugin_manager()\n"
+        "config = EngineConfig(provider='qwen3_tts', extra_params={'ModelPath': sys.argv[1]})\n"
+        "try:\n"
+        "    pm.hook.tts_load(config=config)\n"
+        "except TtsError as err:\n"
+        "    [status] = pm.hook.tts_status()\n"
+        "    print(json.dumps({**err.to_dict(), 'status': status.last_error.code}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tiny["custom_voice"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    error = json.loads(out.stdout)
+    assert (error["code"], error["status"]) == ("engine_unavailable", "engine_unavailable")
+    assert missing in error["detail"] and "ModuleNotFoundError" in error["detail"]
+    assert "pip install" in error["hint"]
+
+
+def test_status_of_an_engine_never_used_imports_nothing_heavy():
+    code = (
+        "import json, sys, hookspecs\n"
+        "[status] = hookspecs.plugin_manager().hook.tts_status()\n"
+        "print(json.dumps({'loaded': status.loaded, 'heavy': [m for m in "
+        "('torch', 'transformers', 'qwen_tts', 'numpy') if m in sys.modules]}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"loaded": False, "heavy": []}
+
+
 def test_failed_load_leaves_nothing_resident_and_is_remembered(pm, engine, tiny, broken):
+    """A load that starts releases the model in memory first (never two at once)."""
     pm.hook.tts_load(config=config_for(tiny["custom_voice"]))
     with pytest.raises(TtsError, match="model_load_failed"):
-        pm.hook.tts_load(config=config_for(broken["truncated"]))
+        pm.hook.tts_load(config=config_for(broken["mismatched"]))
     state = engine.state()
     assert state["resident"] is None and state["last_error"]["code"] == "model_load_failed"
     assert not pm.hook.tts_load(config=config_for(tiny["custom_voice"])).cached
@@ -451,7 +549,7 @@ def test_capabilities_list_models_without_loading(pm, tiny, tmp_path, monkeypatc
     shutil.copytree(tiny["custom_voice"], models_dir / "Qwen3-TTS-12Hz-0.6B-CustomVoice")
     (models_dir / "Qwen3-TTS-12Hz-0.6B-Base").mkdir(parents=True)
     monkeypatch.setenv("QWEN_TTS_MODELS_DIR", str(models_dir))
-    [caps] = pm.hook.tts_capabilities()
+    [caps] = pm.hook.tts_capabilities(config=None)
     models = {m.key: m for m in caps.models}
     assert set(models) == {
         "custom_0_6b",
@@ -473,6 +571,39 @@ def test_capabilities_list_models_without_loading(pm, tiny, tmp_path, monkeypatc
     assert caps.settings_schema["properties"]["ModelKey"]["enum"][0] == "custom_0_6b"
 
 
+def test_capabilities_look_where_the_config_says(pm, tiny, broken, tmp_path):
+    """ModelsDir and ModelPath from the host's config; the selected model is marked; settings
+    that do not validate never fail a settings page."""
+    models_dir = tmp_path / "elsewhere"
+    shutil.copytree(tiny["base"], models_dir / "Qwen3-TTS-12Hz-0.6B-Base")
+    shutil.copytree(broken["truncated"], models_dir / "Qwen3-TTS-12Hz-0.6B-CustomVoice")
+    params = {"ModelsDir": str(models_dir), "ModelKey": "base_0_6b", "Device": "gpu!"}
+    [caps] = pm.hook.tts_capabilities(
+        config=EngineConfig(provider="qwen3_tts", extra_params=params)
+    )
+    models = {m.key: m for m in caps.models}
+    assert models["base_0_6b"].valid and models["base_0_6b"].configured
+    assert models["base_0_6b"].local_path == models_dir / "Qwen3-TTS-12Hz-0.6B-Base"
+    custom = models["custom_0_6b"]
+    assert custom.present and not custom.valid and not custom.configured
+    assert custom.missing[0].startswith("model.safetensors (truncated: ")
+
+    local = {"ModelPath": str(tiny["voice_design"]), "ModelsDir": 3}
+    [caps] = pm.hook.tts_capabilities(config=EngineConfig(provider="qwen3_tts", extra_params=local))
+    [chosen] = [m for m in caps.models if m.configured]
+    assert (chosen.key, chosen.kind, chosen.valid) == (
+        str(tiny["voice_design"]),
+        "voice_design",
+        True,
+    )
+    assert chosen.repo_id == "" and len(caps.models) == 6
+
+    other = EngineConfig(provider="another_engine", extra_params={"ModelsDir": str(models_dir)})
+    [caps] = pm.hook.tts_capabilities(config=other)
+    assert [m.key for m in caps.models if m.configured] == ["custom_0_6b"]  # the default
+    assert all(m.local_path.parent != models_dir for m in caps.models)
+
+
 def test_model_key_resolves_inside_models_dir(pm, tiny, tmp_path):
     models_dir = tmp_path / "models"
     shutil.copytree(tiny["custom_voice"], models_dir / "Qwen3-TTS-12Hz-0.6B-CustomVoice")
@@ -487,27 +618,92 @@ def test_model_key_resolves_inside_models_dir(pm, tiny, tmp_path):
 # --- stdout stays the host's -------------------------------------------------------------------
 
 
-def test_qwen_tts_banner_never_reaches_stdout(tiny, tmp_path):
+HOST_SCRIPT = """
+import logging, sys
+import hookspecs
+from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError, Voice
+
+custom, base, garbage, out, verbosity = sys.argv[1:6]
+if verbosity == "debug":
+    logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s %(message)s")
+pm = hookspecs.plugin_manager()
+for n, do_sample in enumerate((False, True)):
+    request = SynthesisRequest(
+        config=EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": custom}),
+        text="Hi.",
+        out_path=f"{out}/{n}.wav",
+        generation=GenerationParams(do_sample=do_sample, max_new_tokens=8),
+    )
+    pm.hook.tts_synthesize(request=request)
+clone = SynthesisRequest(
+    config=EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": base}),
+    text="Hi.",
+    out_path=f"{out}/clone.wav",
+    voice=Voice(mode="voice_clone", ref_audio=garbage),
+)
+try:
+    pm.hook.tts_synthesize(request=clone)
+except TtsError as err:
+    print("ERROR", err.code)
+print("RESULT ok")
+"""
+
+CHATTER = ("flash-attn", "sox", "SoX", "pad_token_id", "generation flags", "PySoundFile")
+"""What qwen_tts, sox, transformers and librosa print when nobody stops them."""
+
+
+def run_host(tiny, tmp_path, verbosity):
     script = tmp_path / "host.py"
-    script.write_text(
-        "import sys, structlog, hookspecs\n"
-        "from hookspecs import EngineConfig, GenerationParams, SynthesisRequest\n"
-        "structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))\n"
-        "pm = hookspecs.plugin_manager()\n"
-        "cfg = EngineConfig(provider='qwen3_tts', extra_params={'ModelPath': sys.argv[1]})\n"
-        "request = SynthesisRequest(config=cfg, text='Hi.', out_path=sys.argv[2],\n"
-        "                           generation=GenerationParams(max_new_tokens=4))\n"
-        "print('RESULT', pm.hook.tts_synthesize(request=request).path)\n"
+    script.write_text(HOST_SCRIPT)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF not really audio")
+    argv = [tiny["custom_voice"], tiny["base"], garbage, tmp_path, verbosity]
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, argv)], capture_output=True, text=True, check=True
     )
-    out_wav = tmp_path / "a.wav"
-    out = subprocess.run(
-        [sys.executable, str(script), str(tiny["custom_voice"]), str(out_wav)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == f"RESULT {out_wav}"
-    assert "flash-attn" in out.stderr  # the banner went to stderr instead
+
+
+@pytest.mark.slow
+def test_a_host_that_configures_no_logging_sees_only_its_output_and_warnings(tiny, tmp_path):
+    """stdout is the host's alone; stderr carries the plugin's warnings (Python's default for
+    an unconfigured host) and none of the third-party chatter."""
+    out = run_host(tiny, tmp_path, "quiet")
+    assert out.stdout == "ERROR ref_audio_invalid\nRESULT ok\n"
+    lines = out.stderr.splitlines()
+    assert lines and all(
+        line.startswith("tts.synthesize.failed code=ref_audio_invalid") for line in lines
+    ), out.stderr
+    assert not [word for word in CHATTER if word in out.stderr]
+
+
+@pytest.mark.slow
+def test_a_host_that_configures_logging_gets_events_and_the_chatter_at_debug(tiny, tmp_path):
+    out = run_host(tiny, tmp_path, "debug")
+    assert out.stdout == "ERROR ref_audio_invalid\nRESULT ok\n"
+    ours = [line for line in out.stderr.splitlines() if " qwen3tts_plugin." in line]
+    assert any(line.startswith("INFO qwen3tts_plugin.engine tts.load.done ") for line in ours)
+    third_party = "\n".join(line for line in ours if "tts.third_party." in line)
+    assert third_party.startswith("DEBUG ")
+    for word in ("flash-attn", "sox: not found", "SoX could not be found", "PySoundFile"):
+        assert word in third_party, word
+    foreign = [line for line in out.stderr.splitlines() if line not in ours]
+    assert not [word for word in CHATTER if word in "\n".join(foreign)]
+
+
+def test_events_go_to_the_standard_library_when_structlog_is_not_configured(
+    pm, engine, tiny, caplog
+):
+    import structlog
+
+    assert not structlog.is_configured()
+    engine.release()
+    caplog.set_level(logging.INFO, logger="qwen3tts_plugin")
+    pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="cpu"))
+    [record] = [r for r in caplog.records if r.getMessage().startswith("tts.load.start ")]
+    assert record.name == "qwen3tts_plugin.engine" and record.levelno == logging.INFO
+    assert record.tts["device"] == "cpu" and record.tts["provider"] == "qwen3_tts"
+    assert "backend=qwen_tts" in record.getMessage()
+    assert not [r for r in caplog.records if r.levelno < logging.INFO]
 
 
 def test_a_refused_load_is_logged_with_its_code(pm, tiny):

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,17 @@ def test_engines_table_and_json(host):
     [caps] = json.loads(out)
     assert caps["provider"] == "qwen3_tts" and caps["acceleration"]["preferred_device"] == "cpu"
     assert {m["key"] for m in caps["models"]} >= {"custom_0_6b", "base_1_7b"}
+
+
+def test_engines_look_in_the_configured_models_dir(host, tmp_path, tiny):
+    models = tmp_path / "my models"
+    shutil.copytree(tiny["custom_voice"], models / "Qwen3-TTS-12Hz-0.6B-CustomVoice")
+    path = write_settings(tmp_path / "settings.json", ModelsDir=str(models))
+    code, out, _ = host("--settings", path, "engines", "--json")
+    [caps] = json.loads(out)
+    custom = next(m for m in caps["models"] if m["key"] == "custom_0_6b")
+    assert code == 0 and custom["valid"] and custom["configured"]
+    assert custom["local_path"] == str(models / "Qwen3-TTS-12Hz-0.6B-CustomVoice")
 
 
 def test_no_engine_installed_is_said_clearly(host, settings, monkeypatch):

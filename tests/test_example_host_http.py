@@ -47,6 +47,25 @@ def test_get_settings_and_engines(client, settings):
     assert client.get("/api/tts/settings").json() == json.loads(settings.read_text())
     [caps] = client.get("/api/tts/engines").json()
     assert caps["provider"] == "qwen3_tts" and "Device" in caps["settings_schema"]["properties"]
+    [chosen] = [m for m in caps["models"] if m["configured"]]  # the config's ModelPath
+    assert (
+        chosen["local_path"]
+        == json.loads(settings.read_text())["configs"]["qwen3_tts_default"]["extra_params"][
+            "ModelPath"
+        ]
+    )
+    assert chosen["valid"] and chosen["kind"] == "custom_voice"
+
+
+def test_status_route_reports_what_is_resident(client, engine):
+    engine.release()
+    [status] = client.get("/api/tts/status").json()
+    assert status["provider"] == "qwen3_tts" and status["loaded"] is False
+    assert (
+        client.post("/api/tts/preview", json={"text": "Hi.", "generation": FAST}).status_code == 200
+    )
+    [status] = client.get("/api/tts/status").json()
+    assert status["loaded"] and status["device"] == "cpu" and status["last_error"] is None
 
 
 def test_put_settings_updates_removes_and_warns(client, settings):

@@ -96,12 +96,13 @@ def test_configured_gpu_on_a_cpu_machine_never_falls_back(pm, engine, tiny, devi
         extra_params={"Device": device, "ModelPath": str(tiny["custom_voice"])},
     )
     before = _live_models()
+    resident = engine.state()["resident"]
     with capture_logs() as logs, pytest.raises(TtsError) as info:
         pm.hook.tts_load(config=config)
     assert info.value.code == "model_to_device_failed"
     assert str(info.value).startswith("model_to_device_failed: ")
     assert info.value.hint and "Device=cpu" in info.value.hint
-    assert engine.state()["resident"] is None
+    assert engine.state()["resident"] == resident  # whatever was in memory stays, untouched
     assert engine.state()["last_error"]["code"] == "model_to_device_failed"
     assert _live_models() <= before  # nothing was loaded on the CPU instead
     events = [e["event"] for e in logs]
@@ -113,15 +114,21 @@ def test_configured_gpu_on_a_cpu_machine_never_falls_back(pm, engine, tiny, devi
 def test_a_failed_load_frees_the_half_built_model_even_while_its_error_is_kept(
     pm, engine, tiny, tmp_path
 ):
-    # The main weights load, then the speech tokenizer's truncated weights fail: the half-built
-    # model sits in the failing frames. Neither the raised error (a host may keep it) nor
-    # engine.last_error may keep it alive: on a GPU that memory is the user's VRAM.
+    # The main weights load, then the speech tokenizer's weights (whole, but one tensor of the
+    # wrong shape) fail: the half-built model sits in the failing frames. Neither the raised
+    # error (a host may keep it) nor engine.last_error may keep it alive: on a GPU that memory
+    # is the user's VRAM.
     import shutil
+
+    from safetensors.torch import load_file, save_file
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny["custom_voice"], broken)
     weights = broken / "speech_tokenizer" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
+    tensors = load_file(str(weights))
+    name = sorted(k for k in tensors if k.startswith("decoder") and k.endswith("weight"))[-1]
+    tensors[name] = tensors[name][: max(1, tensors[name].shape[0] // 2)].clone()
+    save_file(tensors, str(weights), metadata={"format": "pt"})
     engine.release()
     before = _live_models()
     with pytest.raises(TtsError) as info:

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from hookspecs import TtsError
+
+from ..devices import first_line
+from ..hints import RUNTIME_HINT
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -48,8 +53,10 @@ class Backend(Protocol):
     plan: DevicePlan
 
     @classmethod
-    def import_runtime(cls) -> None:
-        """Import the libraries the backend runs on: seconds, once per process."""
+    def preflight(cls, plan: DevicePlan) -> None:
+        """Every check a load can fail cheaply, before the engine releases the model in
+        memory: import the runtime (seconds, once per process; ``engine_unavailable``) and
+        prove ``plan.device`` usable (``model_to_device_failed``). Loads nothing."""
 
     @classmethod
     def load(cls, path: Path, plan: DevicePlan) -> Backend:
@@ -73,6 +80,25 @@ class Backend(Protocol):
 
 
 def backend_class(name: str) -> type[Backend]:
-    """The class registered as ``name`` in ``BACKENDS`` (imports its module)."""
+    """The class registered as ``name`` in ``BACKENDS`` (imports its module and torch);
+    ``engine_unavailable`` when they cannot be imported."""
     module_name, _, class_name = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    try:
+        module = importlib.import_module(module_name)
+    except RUNTIME_IMPORT_ERRORS as exc:
+        raise runtime_unavailable(f"the {name} backend", exc) from exc
+    return getattr(module, class_name)
+
+
+RUNTIME_IMPORT_ERRORS = (ImportError, OSError, RuntimeError)
+"""What importing torch, torchaudio or qwen_tts raises when they are missing or broken (a
+torchaudio built for another torch fails to load its library with OSError or RuntimeError)."""
+
+
+def runtime_unavailable(what: str, exc: BaseException) -> TtsError:
+    """``engine_unavailable``: the runtime ``what`` needs cannot be imported."""
+    return TtsError(
+        "engine_unavailable",
+        f"{what} cannot be imported: {type(exc).__name__}: {first_line(exc)}",
+        RUNTIME_HINT,
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..generation import generate
-from ..loading import free_device_memory, import_qwen_tts, load_model
+from ..loading import check_device, free_device_memory, import_qwen_tts, load_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,8 +32,9 @@ class QwenTtsBackend:
         self.plan = plan
 
     @classmethod
-    def import_runtime(cls) -> None:
+    def preflight(cls, plan: DevicePlan) -> None:
         import_qwen_tts()
+        check_device(plan.device)
 
     @classmethod
     def load(cls, path: Path, plan: DevicePlan) -> QwenTtsBackend:
