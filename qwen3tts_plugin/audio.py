@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +16,20 @@ import soundfile as sf
 from hookspecs import TtsError
 
 from .hints import FP32_HINT
-from .log import get_logger
-
-log = get_logger(__name__)
 
 MIN_REFERENCE_S = 0.5
 """Shorter references fail inside qwen_tts's feature extraction (and could not carry a voice)."""
 
 
 def read_reference(path: Path) -> tuple[np.ndarray, int]:
-    """A mono float32 waveform and its rate from any file soundfile or librosa can read."""
+    """A mono float32 waveform and its rate from any file soundfile or audioread can read."""
     if not path.is_file():
         raise TtsError("ref_audio_invalid", f"reference audio not found: {path}")
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
         audio = audio.mean(axis=1)
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        audio, rate = _read_with_librosa(path)
+        audio, rate = read_with_audioread(path)
     if audio.size == 0 or not np.isfinite(audio).all():
         raise TtsError("ref_audio_invalid", f"reference audio {path} is empty or not finite")
     if audio.size < MIN_REFERENCE_S * rate:
@@ -51,38 +46,25 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
     return audio.astype(np.float32, copy=False), int(rate)
 
 
-_librosa_turn = threading.Lock()
-
-
-def _read_with_librosa(path: Path) -> tuple[np.ndarray, int]:
-    """Formats libsndfile cannot read (MP3, M4A, ...) through librosa and audioread.
-
-    librosa warns that soundfile failed before it tries audioread: expected here, so its
-    warnings go to the debug log. ``catch_warnings`` swaps process-wide state, so decodings
-    take turns.
-    """
-    import librosa
+def read_with_audioread(path: Path) -> tuple[np.ndarray, int]:
+    """Formats libsndfile cannot read (MP3, M4A, ...), decoded by audioread's backends
+    (ffmpeg, GStreamer, ...): 16-bit PCM, averaged to mono."""
+    import audioread
 
     try:
-        with _librosa_turn, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                audio, rate = librosa.load(str(path), sr=None, mono=True)
-            finally:
-                for warning in caught:
-                    log.debug(
-                        "tts.third_party.warning",
-                        source="librosa.load",
-                        category=warning.category.__name__,
-                        text=str(warning.message),
-                    )
-    except Exception as exc:  # audioread/soundfile raise many types
+        with audioread.audio_open(str(path)) as source:
+            rate, channels = int(source.samplerate), max(1, int(source.channels))
+            pcm = b"".join(source)
+    except Exception as exc:  # audioread's backends raise their own types
         raise TtsError(
             "ref_audio_invalid",
             f"cannot read reference audio {path}: {type(exc).__name__}: {exc}",
             "Use a WAV, FLAC or OGG file (other formats need ffmpeg installed).",
         ) from exc
-    return np.asarray(audio, dtype=np.float32), int(rate)
+    frame = 2 * channels
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % frame], dtype="<i2")
+    audio = samples.astype(np.float32).reshape(-1, channels).mean(axis=1) / 32768.0
+    return audio, rate
 
 
 def check_waveform(wav: np.ndarray) -> np.ndarray:

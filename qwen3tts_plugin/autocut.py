@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
     from hookspecs import (
         AccelerationStatus,
+        Capabilities,
         EngineConfig,
         EngineStatus,
         ModelInfo,
@@ -53,6 +55,9 @@ EDITOR_PREFIXES = {
     "model_load_failed": "qwen_tts_model_load_failed",
 }
 """Engine codes the editor knows under another name; every other code is its own prefix."""
+
+DEFAULT_MODEL_KEY = "custom_0_6b"
+"""The model the editor uses when a call names none."""
 
 DEFAULT_SPEAKER = "Vivian"
 """The speaker the editor gives a custom_role voice asset that names none."""
@@ -82,6 +87,7 @@ class Qwen3TTSService:
             self._extra_params["ModelsDir"] = str(models_dir)
         self._given_pm = plugin_manager
         self._pm: pluggy.PluginManager | None = None
+        self._pm_lock = threading.Lock()
 
     # --- synthesis (the editor's signatures) ------------------------------------------------
 
@@ -258,22 +264,24 @@ class Qwen3TTSService:
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
         """The plugin manager the hooks are called on, this engine registered on it."""
-        if self._pm is None:
-            pm = self._given_pm or hookspecs.plugin_manager()
-            if not any(name == PROVIDER for name, _ in pm.list_name_plugin()):
-                from . import hooks
+        with self._pm_lock:
+            if self._pm is None:
+                pm = self._given_pm or hookspecs.plugin_manager()
+                if pm.get_plugin(PROVIDER) is None:
+                    from . import hooks
 
-                if not pm.is_registered(hooks):
-                    pm.register(hooks, name=PROVIDER)
-                    log.info("tts.autocut.registered", reason="no entry point for the engine")
-            self._pm = pm
-        return self._pm
+                    if not pm.is_registered(hooks):
+                        pm.register(hooks, name=PROVIDER)
+                        log.info("tts.autocut.registered", reason="no entry point for the engine")
+                self._pm = pm
+            return self._pm
 
     def config(self, model_key: str, device: str | None = None, **extra: Any) -> EngineConfig:
         """The engine config for one of the editor's calls."""
         from hookspecs import EngineConfig
 
-        params = {**self._extra_params, **extra, "ModelKey": (model_key or "").strip()}
+        key = (model_key or "").strip() or DEFAULT_MODEL_KEY  # the editor's default, as it does
+        params = {**self._extra_params, **extra, "ModelKey": key}
         if device is not None:
             params["Device"] = device
         return EngineConfig(provider=PROVIDER, extra_params=params)
@@ -302,17 +310,13 @@ class Qwen3TTSService:
     def _model_info(self, model_key: str, device: str | None) -> ModelInfo:
         """The folder facts of ``model_key`` (blank: the editor's default), or the error the
         editor raises for it."""
-        config = self.config((model_key or "").strip() or "custom_0_6b", device)
+        config = self.config(model_key, device)
         return self._call(config, lambda: self._selected(config, check=True))
 
     def _selected(self, config: EngineConfig, check: bool = False) -> ModelInfo:
         """The model ``config`` selects, as ``tts_capabilities`` finds its folder; with
         ``check``, ``unknown_model_key`` or ``model_invalid`` unless it is usable."""
-        for caps in self.plugin_manager.hook.tts_capabilities(config=config):
-            if caps.provider == PROVIDER:
-                break
-        else:
-            raise _no_engine()
+        caps = self.capabilities(config)
         key = config.extra_params["ModelKey"]
         info = next((m for m in caps.models if m.configured and m.key == key), None)
         if info is None:
@@ -346,6 +350,13 @@ class Qwen3TTSService:
         hint = f" | hint: {err.hint}" if err.hint else ""
         return f"{EDITOR_PREFIXES.get(err.code, err.code)}:{err.detail}{hint}"
 
+    def capabilities(self, config: EngineConfig | None = None) -> Capabilities:
+        """This engine's ``tts_capabilities`` for ``config`` (``engine_unavailable`` if none)."""
+        for caps in self.plugin_manager.hook.tts_capabilities(config=config):
+            if caps.provider == PROVIDER:
+                return caps
+        raise _no_engine()
+
     def _status(self) -> EngineStatus:
         for status in self.plugin_manager.hook.tts_status():
             if status.provider == PROVIDER:
@@ -356,16 +367,11 @@ class Qwen3TTSService:
 
 def get_qwen3_tts_acceleration_status() -> dict[str, Any]:
     """The editor's acceleration detector, answered by the engine (``tts_capabilities``)."""
-    global _detector
-    if _detector is None:
-        _detector = Qwen3TTSService()
-    pm = _detector.plugin_manager
-    caps = next(c for c in pm.hook.tts_capabilities(config=None) if c.provider == PROVIDER)
+    try:
+        caps = _DETECTOR.capabilities()
+    except TtsError as err:
+        raise RuntimeError(f"{EDITOR_PREFIXES[err.code]}:{err.detail}") from err
     return acceleration_dict(caps.acceleration)
-
-
-_detector: Qwen3TTSService | None = None
-"""The service the module-level detector functions ask (its plugin manager, made once)."""
 
 
 def get_qwen3_tts_preferred_device() -> str:
@@ -409,6 +415,10 @@ def acceleration_dict(status: AccelerationStatus) -> dict[str, Any]:
         },
         "min_cuda_compute_capability": {"major": major, "minor": minor},
     }
+
+
+_DETECTOR = Qwen3TTSService()
+"""The service the module-level detector functions ask (plugin manager made on first use)."""
 
 
 def _voice(**fields: Any) -> Voice:

@@ -156,7 +156,7 @@ class Engine:
             for spec in MODELS.values()
         ]
         if settings.ModelPath is not None:
-            models.append(local_model_info(settings.ModelPath.expanduser()))
+            models.append(local_model_info(settings.ModelPath))
         return Capabilities(
             provider=PROVIDER,
             display_name=DISPLAY_NAME,
@@ -358,7 +358,8 @@ class Engine:
             )
             started = time.perf_counter()
             backend = backend_type.load(prepared.model.path, prepared.plan)
-        except TtsError as err:
+        except Exception as exc:  # a TtsError, or a bug or broken install: typed, kept, raised
+            err = exc if isinstance(exc, TtsError) else _unexpected_load_error(exc)
             # A copy without the traceback: the failed load's frames must not stay alive.
             self.last_error = TtsError(err.code, err.detail, err.hint)
             self._failed_loads[prepared.key] = (next(_QUEUED), self.last_error)
@@ -369,7 +370,9 @@ class Engine:
                 device=prepared.plan.device,
                 kept_resident=self._resident is not None,
             )
-            raise
+            if err is exc:
+                raise
+            raise err from exc
         seconds = time.perf_counter() - started
         self._resident = Resident(prepared.key, backend, prepared.model.model)
         self.last_error = None
@@ -520,6 +523,16 @@ def _log_done(result: SynthesisResult) -> None:
         device=result.device,
         batch_size=result.batch_size,
         path=str(result.path),
+    )
+
+
+def _unexpected_load_error(exc: Exception) -> TtsError:
+    """``model_load_failed`` for what no check foresaw (a bug, a qwen_tts that changed)."""
+    log.exception("tts.load.crashed")
+    return TtsError(
+        "model_load_failed",
+        f"{type(exc).__name__}: {exc}",
+        "This looks like a bug or an unsupported qwen_tts version; the log has the traceback.",
     )
 
 

@@ -5,7 +5,6 @@ Imported only from functions that are about to load: importing it imports torch.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import sys
 import time
@@ -20,7 +19,7 @@ from hookspecs import TtsError
 from .backends import RUNTIME_IMPORT_ERRORS, runtime_unavailable
 from .devices import DevicePlan, device_unusable_error
 from .log import get_logger
-from .quiet import third_party_output
+from .quiet import quiet_import
 
 if TYPE_CHECKING:
     from qwen_tts import Qwen3TTSModel
@@ -31,6 +30,9 @@ log = get_logger(__name__)
 IMPORT_CHATTER_LOGGERS = ("sox",)
 """Loggers that warn during ``import qwen_tts`` about what the engine never uses (SoX)."""
 
+IMPORT_SHELL_MODULES = ("sox",)
+"""qwen_tts dependencies that run a shell at import (``sox -h``), writing to fd 2 directly."""
+
 
 def import_qwen_tts() -> type[Qwen3TTSModel]:
     """Import qwen_tts, its banners and warnings sent to the debug log (quiet.py);
@@ -38,12 +40,9 @@ def import_qwen_tts() -> type[Qwen3TTSModel]:
     first = sys.modules.get("qwen_tts") is None
     started = time.perf_counter()
     try:
-        with (
-            third_party_output("import qwen_tts", IMPORT_CHATTER_LOGGERS)
-            if first
-            else (contextlib.nullcontext())
-        ):
-            from qwen_tts import Qwen3TTSModel
+        if first:
+            quiet_import("qwen_tts", IMPORT_CHATTER_LOGGERS, IMPORT_SHELL_MODULES)
+        from qwen_tts import Qwen3TTSModel
     except RUNTIME_IMPORT_ERRORS as exc:
         raise runtime_unavailable("qwen_tts", exc) from exc
     if first:
@@ -96,10 +95,14 @@ def set_pad_token(model: Qwen3TTSModel) -> None:
     """Tell the talker what to pad finished texts of a batch with: its end-of-speech code.
 
     That is what transformers picks when none is set, with a warning on stderr on every
-    generate call; set on this loaded model, the behaviour stays and the warning goes.
+    generate call; set on this loaded model, the behaviour stays and the warning goes. A
+    qwen_tts whose model is laid out otherwise keeps transformers' default (and its warning).
     """
-    talker = model.model.talker
-    talker.generation_config.pad_token_id = model.model.config.talker_config.codec_eos_token_id
+    try:
+        talker = model.model.talker
+        talker.generation_config.pad_token_id = model.model.config.talker_config.codec_eos_token_id
+    except AttributeError as exc:
+        log.debug("tts.load.pad_token_unset", reason=str(exc))
 
 
 def forget_locals(exc: BaseException) -> BaseException:

@@ -1,14 +1,16 @@
 """Third-party chatter kept off the host's terminal and sent to the plugin's debug log.
 
-``import qwen_tts`` prints a flash-attn banner with ``print``, runs ``sox -h`` in a shell whose
-"sox: not found" goes straight to file descriptor 2, and logs a SoX warning. None of it is the
-host's business; all of it is kept, at debug level, as ``tts.third_party.output`` and
-``tts.third_party.log`` events.
+``import qwen_tts`` prints a flash-attn banner with ``print``; its dependency ``sox`` runs
+``sox -h`` in a shell at import, whose "sox: not found" goes straight to file descriptor 2, and
+logs a warning. None of it is the host's business; all of it is kept, at debug level, as
+``tts.third_party.output`` and ``tts.third_party.log`` events.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import io
 import logging
 import os
@@ -16,61 +18,68 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from types import ModuleType
 from typing import IO, Any
 
 from .log import get_logger
 
 log = get_logger(__name__)
 
-_capture_lock = threading.Lock()
+_import_lock = threading.RLock()
 
 
-@contextlib.contextmanager
-def third_party_output(source: str, loggers: tuple[str, ...] = ()) -> Iterator[None]:
-    """Capture what the block writes to stdout and stderr, and what ``loggers`` log, into the
-    debug log.
+def quiet_import(
+    name: str, loggers: tuple[str, ...] = (), shell_modules: tuple[str, ...] = ()
+) -> ModuleType:
+    """Import ``name`` with what it prints and what ``loggers`` log sent to the debug log.
 
-    Captured: this thread's writes to ``sys.stdout``/``sys.stderr``, and everything written to
-    file descriptors 1 and 2 (child processes, C code). Other threads' Python writes pass
-    through to the host's streams as usual; only their raw fd writes made inside the block
-    (rare, and the block is short and runs once) land in the debug log too.
+    While it imports, this thread's writes to ``sys.stdout``/``sys.stderr`` are captured;
+    other threads' writes go where they always go. ``shell_modules`` are dependencies known to
+    start a child process at import that writes to file descriptor 1 or 2: they are imported
+    first, on their own, with both descriptors captured for that short moment (any thread's
+    raw writes to them in that window land in the debug log too).
     """
     records: list[logging.LogRecord] = []
     python_out = io.StringIO()
-    with _capture_lock, tempfile.TemporaryFile() as raw:
+    with _import_lock:
         try:
-            with (
-                _diverted(loggers, records),
-                _fd_capture(raw) as saved,
-                _python_capture(python_out, saved),
-            ):
-                yield
-        finally:  # logged once the streams are the host's again, even when the block failed
-            raw.seek(0)
-            _log_output(source, "python", python_out.getvalue())
-            _log_output(source, "fd", raw.read().decode("utf-8", "replace"))
+            with _diverted(loggers, records):
+                for module in shell_modules:
+                    if module not in sys.modules and importlib.util.find_spec(module):
+                        _import_with_fds_captured(module)
+                with _python_capture(python_out):
+                    return importlib.import_module(name)
+        finally:  # logged once the streams are the host's again, even when the import failed
+            _log_output(name, "python", python_out.getvalue())
             for record in records:
                 log.debug(
                     "tts.third_party.log",
-                    source=source,
+                    source=f"import {name}",
                     logger=record.name,
                     level=record.levelname,
                     text=record.getMessage().strip(),
                 )
 
 
-def _log_output(source: str, channel: str, text: str) -> None:
+def _import_with_fds_captured(module: str) -> None:
+    with tempfile.TemporaryFile() as raw:
+        try:
+            with _fd_capture(raw):
+                importlib.import_module(module)
+        finally:
+            raw.seek(0)
+            _log_output(module, "fd", raw.read().decode("utf-8", "replace"))
+
+
+def _log_output(module: str, channel: str, text: str) -> None:
     text = text.strip()
     if text:
-        log.debug("tts.third_party.output", source=source, channel=channel, text=text)
+        log.debug("tts.third_party.output", source=f"import {module}", channel=channel, text=text)
 
 
 @contextlib.contextmanager
-def _fd_capture(target: IO[bytes]) -> Iterator[dict[int, int]]:
-    """File descriptors 1 and 2 pointed at ``target`` for the block (skipped where closed).
-
-    Yields a copy of each original descriptor, by number, open until the block ends.
-    """
+def _fd_capture(target: IO[bytes]) -> Iterator[None]:
+    """File descriptors 1 and 2 pointed at ``target`` for the block (skipped where closed)."""
     saved: dict[int, int] = {}
     _flush_standard_streams()
     try:
@@ -80,7 +89,7 @@ def _fd_capture(target: IO[bytes]) -> Iterator[dict[int, int]]:
             except OSError:  # a daemon with fd 1 or 2 closed: nothing to keep off it
                 continue
             os.dup2(target.fileno(), fd)
-        yield saved
+        yield
     finally:
         _flush_standard_streams()
         for fd, copy in saved.items():
@@ -89,47 +98,40 @@ def _fd_capture(target: IO[bytes]) -> Iterator[dict[int, int]]:
 
 
 @contextlib.contextmanager
-def _python_capture(target: io.StringIO, saved: dict[int, int]) -> Iterator[None]:
-    """``sys.stdout``/``sys.stderr`` writes of this thread into ``target``; other threads'
-    writes go where they went before (to the original descriptors, while 1 and 2 point
-    elsewhere)."""
-    owner = threading.get_ident()
+def _python_capture(target: io.StringIO) -> Iterator[None]:
+    """This thread's ``sys.stdout``/``sys.stderr`` writes into ``target`` for the block.
+
+    A module imported meanwhile may keep the stream it found (a logging handler created at
+    import does): after the block the stand-ins forward every write to the original streams,
+    so such a reference behaves as if nothing had been swapped.
+    """
     originals = sys.stdout, sys.stderr
-    with contextlib.ExitStack() as passthroughs:
-        theirs = [
-            _passthrough(stream, fd, saved, passthroughs)
-            for stream, fd in zip(originals, (1, 2), strict=True)
-        ]
-        sys.stdout = _ThreadRouted(owner, target, theirs[0])  # type: ignore[assignment]
-        sys.stderr = _ThreadRouted(owner, target, theirs[1])  # type: ignore[assignment]
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = originals
-
-
-def _passthrough(stream: Any, fd: int, saved: dict[int, int], closing: contextlib.ExitStack) -> Any:
-    """Where another thread's writes to ``stream`` should go while ``fd`` is captured."""
+    routed = [_ThreadRouted(target, stream) for stream in originals]
+    sys.stdout, sys.stderr = routed  # type: ignore[assignment]
     try:
-        on_fd = stream is not None and stream.fileno() == fd
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-        on_fd = False
-    if not on_fd or fd not in saved:
-        return stream  # the host's own object (a pytest capture, a log file): unaffected
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    return closing.enter_context(
-        open(saved[fd], "w", encoding=encoding, errors="backslashreplace", closefd=False)
-    )
+        yield
+    finally:
+        for stand_in in routed:
+            stand_in.settle()
+        if sys.stdout is routed[0]:
+            sys.stdout = originals[0]
+        if sys.stderr is routed[1]:
+            sys.stderr = originals[1]
 
 
 class _ThreadRouted(io.TextIOBase):
-    """A text stream that sends one thread's writes to ``mine`` and every other's to ``theirs``."""
+    """A text stream: the creating thread's writes go to ``mine`` until ``settle()``, every
+    other write to ``theirs`` (the stream it stands in for)."""
 
-    def __init__(self, owner: int, mine: io.StringIO, theirs: Any) -> None:
+    def __init__(self, mine: io.StringIO, theirs: Any) -> None:
         super().__init__()
-        self._owner = owner
+        self._owner: int | None = threading.get_ident()
         self._mine = mine
         self._theirs = theirs
+
+    def settle(self) -> None:
+        """From now on, every write goes to the original stream."""
+        self._owner = None
 
     def _stream(self) -> Any:
         return self._mine if threading.get_ident() == self._owner else self._theirs
@@ -146,11 +148,17 @@ class _ThreadRouted(io.TextIOBase):
             stream.flush()
 
     def isatty(self) -> bool:
-        return False
+        stream = self._stream()
+        return bool(stream is not None and stream is not self._mine and stream.isatty())
+
+    def fileno(self) -> int:
+        if self._theirs is None:
+            raise io.UnsupportedOperation("no underlying stream")
+        return self._theirs.fileno()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
+        return getattr(self._theirs, "encoding", None) or "utf-8"
 
 
 @contextlib.contextmanager

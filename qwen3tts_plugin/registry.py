@@ -103,16 +103,35 @@ def missing_files(path: Path) -> list[str]:
     files it lacks, and weights cut short or damaged (``"model.safetensors (truncated: ...)"``).
     """
     missing = [names[0] for names in REQUIRED_FILES if not any((path / n).is_file() for n in names)]
-    damaged = [
-        f"{name} ({problem})"
-        for name in WEIGHT_FILES
-        if (path / name).is_file() and (problem := safetensors_problem(path / name))
-    ]
-    return missing + damaged
+    return missing + weight_problems(path) + weight_problems(path / "speech_tokenizer")
 
 
-WEIGHT_FILES = ("model.safetensors", "speech_tokenizer/model.safetensors")
-"""Single-file weights whose header and size are checked before a load."""
+def weight_problems(folder: Path) -> list[str]:
+    """Safetensors weights in ``folder`` (one file, or the shards an index lists) that are
+    missing, cut short or damaged, named relative to the model folder."""
+    prefix = "speech_tokenizer/" if folder.name == "speech_tokenizer" else ""
+    index = folder / "model.safetensors.index.json"
+    if (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    elif index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            files = sorted({str(name) for name in weight_map.values()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return [f"{prefix}{index.name} (unreadable)"]
+    else:
+        return []
+    problems = []
+    for name in files:
+        file = folder / name
+        problem = "missing" if not file.is_file() else safetensors_problem(file)
+        if problem:
+            problems.append(f"{prefix}{name} ({problem})")
+    return problems
+
+
+MAX_SAFETENSORS_HEADER = 100_000_000
+"""The largest header the safetensors library itself accepts (bytes)."""
 
 
 def safetensors_problem(file: Path) -> str | None:
@@ -125,18 +144,27 @@ def safetensors_problem(file: Path) -> str | None:
         size = file.stat().st_size
         with file.open("rb") as stream:
             head = stream.read(8)
-            length = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if length < 2 or 8 + length > size:
-                return f"truncated: {size:,} bytes, no complete header"
+            length = int.from_bytes(head, "little") if len(head) == 8 else 0
+            if not 2 <= length <= MAX_SAFETENSORS_HEADER or 8 + length > size:
+                return f"truncated: {size} bytes and no complete header"
             table = json.loads(stream.read(length))
-        ends = [entry["data_offsets"][1] for name, entry in table.items() if name != "__metadata__"]
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        return f"unreadable header: {type(exc).__name__}"
-    expected = 8 + length + max(ends, default=0)
+        if not isinstance(table, dict):
+            return "damaged: the header is not a table"
+        ends = [0]
+        for name, entry in table.items():
+            if name == "__metadata__":
+                continue
+            start, end = entry["data_offsets"]
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end):
+                return f"damaged: bad offsets for {name}"
+            ends.append(end)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"damaged: unreadable header ({type(exc).__name__})"
+    expected = 8 + length + max(ends)
     if size < expected:
-        return f"truncated: {size:,} of {expected:,} bytes"
+        return f"truncated: {size} of {expected} bytes"
     if size > expected:
-        return f"damaged: {size:,} bytes, the header describes {expected:,}"
+        return f"damaged: {size} bytes where the header describes {expected}"
     return None
 
 
@@ -184,10 +212,12 @@ def model_info(spec: ModelSpec, models_dir: Path, configured: bool = False) -> M
     return _folder_info(path, spec.key, spec, configured)
 
 
-def local_model_info(path: Path) -> ModelInfo:
-    """The status of a folder named directly (ModelPath), matched to the registry by name."""
+def local_model_info(configured_path: Path) -> ModelInfo:
+    """The status of a folder named directly (ModelPath), matched to the registry by name;
+    its key is the path as configured (as ``LoadResult.model`` and ``EngineStatus.model``)."""
+    path = configured_path.expanduser()
     spec = next((s for s in MODELS.values() if s.folder_name == path.name), None)
-    return _folder_info(path, str(path), spec, configured=True)
+    return _folder_info(path, str(configured_path), spec, configured=True)
 
 
 def _folder_info(path: Path, key: str, spec: ModelSpec | None, configured: bool) -> ModelInfo:
@@ -198,7 +228,7 @@ def _folder_info(path: Path, key: str, spec: ModelSpec | None, configured: bool)
         try:
             facts = read_model_facts(path)
         except TtsError:
-            missing = [*missing, "config.json (unreadable)"]
+            missing = [*missing, "config.json (unreadable or not a Qwen3-TTS model)"]
     if facts is not None:
         kind, size = facts.kind, facts.size
     else:

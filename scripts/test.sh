@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lint and run the test suite offline (sets up .venv first if needed). Extra args go to pytest.
-# Then the contract tests again on the oldest supported pydantic (the editor's 2.5.0), no torch.
+# Lint and run the test suite with model hubs offline (sets up .venv first if needed; PyPI is
+# needed the first time). Extra args go to pytest. Then the contract tests again on the oldest
+# supported pydantic (the editor's 2.5.0), in a light venv without torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The contract tests on the oldest stack the package metadata allows, in a light venv without
-# torch: pydantic 2.5.0 is what the editor (superAIAutoCutVideo) pins. Idempotent like setup.sh.
+# The contract tests (and the torch-free settings and model-folder tests) on the oldest stack
+# the package metadata allows, in a light venv without torch: pydantic 2.5.0 is what the editor
+# (superAIAutoCutVideo) pins. Needs PyPI the first time, like setup.sh; idempotent like it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -16,4 +17,4 @@ if ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 $venv/bin/python -c "import pydantic, sys; sys.exit(pydantic.VERSION != '2.5.0')"
-exec $venv/bin/python -m pytest -q -p no:cacheprovider -W error tests/test_contract.py "$@"
+exec $venv/bin/python -m pytest -q -p no:cacheprovider -W error tests/test_contract.py tests/test_registry.py "$@"

@@ -163,6 +163,9 @@ def test_the_editors_calls_run_unchanged(service, tmp_path, ref_audio):
     )
     assert_wav_result(result, out)
 
+    assert run(service.list_supported_speakers(model_key="", device=None)) == run(
+        service.list_supported_speakers(model_key="custom_0_6b")
+    )  # blank: the editor's default model
     speakers = run(service.list_supported_speakers(model_key="custom_0_6b", device="cpu"))
     languages = run(service.list_supported_languages(model_key="custom_0_6b", device="cpu"))
     assert "vivian" in speakers and languages[0] == "auto" and "english" in languages
@@ -271,6 +274,7 @@ def test_model_errors_carry_the_prefixes_the_editors_routes_turn_into_503(
     )
     assert damaged.startswith("model_invalid:base_1_7b:model.safetensors (truncated: ")
     assert damaged.endswith(f"|path={models_dir / 'Qwen3-TTS-12Hz-1.7B-Base'}")
+    assert "," not in damaged.partition("|path=")[0]  # the editor splits the list on commas
     assert error(service.list_supported_speakers("custom_1_7b")).startswith(
         "model_invalid:custom_1_7b:dir_missing|path="
     )

@@ -12,7 +12,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from hookspecs import AccelerationStatus, GpuInfo, TtsError
-from qwen3tts_plugin.devices import acceleration_status, decide, parse_device, probe
+from qwen3tts_plugin.devices import (
+    acceleration_status,
+    decide,
+    device_unusable_error,
+    parse_device,
+    probe,
+)
 from qwen3tts_plugin.settings import DEVICE_PATTERN, parse_settings, settings_schema
 
 CPU_ONLY = AccelerationStatus(
@@ -288,3 +294,11 @@ def test_detection_is_cached_and_refreshable():
         again = acceleration_status(refresh=True)
     assert again is not first and again == first
     assert [e["event"] for e in logs] == ["tts.device.detected"]
+
+
+def test_a_device_failure_hint_speaks_of_the_right_kind_of_gpu():
+    cuda = device_unusable_error("cuda:0", RuntimeError("Found no NVIDIA driver"))
+    mps = device_unusable_error("mps", RuntimeError("MPS backend out of memory"))
+    assert cuda.code == mps.code == "model_to_device_failed"
+    assert "nvidia-smi" in cuda.hint and "Apple" not in cuda.hint
+    assert "Apple" in mps.hint and "NVIDIA" not in mps.hint and "Device=cpu" in mps.hint
