@@ -26,6 +26,8 @@ QUICK: dict[str, Any] = {
     "dub_tokens": 8,
     "sweep_texts": 16,
     "sweep_sizes": (1, 8, 16),
+    "long": 1,
+    "long_tokens": 8,
 }
 FULL: dict[str, Any] = {
     "reg": 15,
@@ -40,6 +42,8 @@ FULL: dict[str, Any] = {
     "dub_tokens": 16,
     "sweep_texts": 32,
     "sweep_sizes": (1, 2, 4, 8, 16, 32),
+    "long": 3,
+    "long_tokens": 16,
 }
 
 
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_all(p: dict[str, Any]) -> dict[str, Any]:
     from qwen3tts_plugin.testing import tiny_checkpoint
 
-    from . import batch_sizes, cold_start, dubbing, gpu, per_call, registration
+    from . import batch_sizes, cold_start, dubbing, gpu, long_text, per_call, registration
 
     started = time.perf_counter()
     model_dir = tiny_checkpoint("custom_voice")
@@ -76,6 +80,7 @@ def run_all(p: dict[str, Any]) -> dict[str, Any]:
     results["batch_sizes"] = batch_sizes.run(
         model_dir, texts=p["sweep_texts"], sizes=p["sweep_sizes"]
     )
+    results["long_text"] = long_text.run(model_dir, p["long"], p["long_tokens"])
     results["cold_start"] = cold_start.run(model_dir, p["cold"], p["tokens"])
     results["gpu"] = gpu.run(quick=p is QUICK)
     results["wall_s"] = time.perf_counter() - started
@@ -96,7 +101,7 @@ def machine() -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> str:
-    from . import batch_sizes
+    from . import batch_sizes, long_text
 
     def ms(t: dict[str, float]) -> str:
         return f"{t['median'] * 1e3:8.2f} ms  (min {t['min'] * 1e3:.2f}, max {t['max'] * 1e3:.2f})"
@@ -147,7 +152,9 @@ def render(r: dict[str, Any]) -> str:
         f" {dub['target_ratio']:.0f}x: {ok(dub['met'])}",
         f"7. texts per generate call (tiny, greedy, {r['batch_sizes']['frames']} frames)",
         *("   " + row for row in batch_sizes.rows(r["batch_sizes"])),
-        "8. GPU",
+        "8. a long narration (tiny, greedy, CPU)",
+        *("   " + row for row in long_text.rows(r["long_text"])),
+        "9. GPU",
     ]
     gpu = r["gpu"]
     if gpu.get("skipped"):

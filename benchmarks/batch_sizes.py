@@ -40,7 +40,7 @@ def run(
     pm = plugin_manager()
     segments = [SEGMENTS[i % len(SEGMENTS)] for i in range(texts)]
     folder = Path(tempfile.mkdtemp(prefix="bench-batch-sizes-"))
-    generation = GenerationParams(do_sample=False, max_new_tokens=frames + 1)
+    generation = GenerationParams(do_sample=False, max_new_tokens=frames + 1, allow_cut=True)
 
     def config(size: int) -> EngineConfig:
         extra = {"ModelPath": str(model_dir), "Device": device, "BatchSize": size}

@@ -41,7 +41,7 @@ def run(model_dir: Path, repeats: int, max_new_tokens: int) -> dict[str, Any]:
 
     pm = plugin_manager()
     segments = parse_lines(script())
-    generation = GenerationParams(max_new_tokens=max_new_tokens)
+    generation = GenerationParams(max_new_tokens=max_new_tokens, allow_cut=True)
     root = Path(tempfile.mkdtemp(prefix="bench-dub-"))
     runs = {"count": 0}
 

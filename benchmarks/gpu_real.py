@@ -448,7 +448,7 @@ def _sampling(frames: int) -> dict[str, Any]:
     from hookspecs import GenerationParams
     from qwen3tts_plugin.generation import sampling_kwargs
 
-    return sampling_kwargs(GenerationParams(max_new_tokens=frames + 1))
+    return sampling_kwargs(GenerationParams(max_new_tokens=frames + 1, allow_cut=True))
 
 
 def _direct_call(model: Any, texts: list[str]) -> Call:
@@ -530,7 +530,7 @@ def _hook_call(pm: Any, config: Any, folder: pathlib.Path) -> Call:
             text=TEXT,
             out_path=folder / "hook.wav",
             voice=Voice(speaker=SPEAKER, language=LANGUAGE),
-            generation=GenerationParams(max_new_tokens=frames + 1, seed=seed),
+            generation=GenerationParams(max_new_tokens=frames + 1, seed=seed, allow_cut=True),
         )
         result = pm.hook.tts_synthesize(request=request)
         return [_frames(round(result.duration_s * SAMPLE_RATE))]
@@ -554,7 +554,7 @@ def _batch_call(pm: Any, config: Any, folder: pathlib.Path, batch_size: int) -> 
                 text=text,
                 out_path=folder / f"segment{index}.wav",
                 voice=Voice(speaker=SPEAKER, language=LANGUAGE),
-                generation=GenerationParams(max_new_tokens=frames + 1),
+                generation=GenerationParams(max_new_tokens=frames + 1, allow_cut=True),
             )
             for index, text in enumerate(SEGMENTS)
         ]

@@ -44,7 +44,7 @@ def overhead(model_dir: Path, repeats: int, max_new_tokens: int) -> dict[str, An
     model = get_engine().resident_backend().model
     speaker = model.get_supported_speakers()[0]
     folder = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    params = GenerationParams(max_new_tokens=max_new_tokens, seed=0)
+    params = GenerationParams(max_new_tokens=max_new_tokens, seed=0, allow_cut=True)
     request = SynthesisRequest(
         config=config,
         text=TEXT,
@@ -120,7 +120,7 @@ def concurrency(model_dir: Path, threads: int, calls: int, max_new_tokens: int) 
                 config=config,
                 text=TEXT,
                 out_path=folder / f"{index:03d}.wav",
-                generation=GenerationParams(max_new_tokens=max_new_tokens),
+                generation=GenerationParams(max_new_tokens=max_new_tokens, allow_cut=True),
             )
         )
         sizes.append(result.batch_size)

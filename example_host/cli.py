@@ -62,7 +62,13 @@ def _generation_options(parser: argparse.ArgumentParser, max_new_tokens: int | N
         "--max-new-tokens",
         type=int,
         default=max_new_tokens,
-        help="advanced: cap on generated codec frames (12.5 per second of audio)",
+        help="advanced: frame budget of each piece (12.5 frames per second of audio)",
+    )
+    parser.add_argument(
+        "--allow-cut",
+        action="store_true",
+        help="keep a piece that used its whole budget as it is (a quick partial preview) "
+        "instead of retrying it with twice the budget and failing with synthesis_truncated",
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
+from pydantic import ValidationError
 
 from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
 
@@ -21,6 +22,8 @@ from .settings_store import SettingsStore
 
 SMOKE_TEXT = "Hello from the example host. This is a smoke test."
 SMOKE_MAX_NEW_TOKENS = 24
+"""The smoke run proves the path (load, generate, write), not the narration: a fixed, short
+budget, and the cut it causes kept on purpose (``allow_cut``)."""
 
 
 def cache_dir() -> Path:
@@ -31,11 +34,20 @@ def cache_dir() -> Path:
 
 
 def generation_params(args: argparse.Namespace, seed: int | None = None) -> GenerationParams:
-    """Sampling parameters from ``--seed`` and ``--max-new-tokens`` (others: defaults)."""
+    """Sampling parameters from ``--seed``, ``--max-new-tokens`` and ``--allow-cut`` (others:
+    defaults); a value the engine cannot run is ``invalid_settings`` naming the option."""
     given: dict[str, Any] = {"seed": args.seed if args.seed is not None else seed}
     if args.max_new_tokens is not None:
         given["max_new_tokens"] = args.max_new_tokens
-    return GenerationParams(**given)
+    if getattr(args, "allow_cut", False):
+        given["allow_cut"] = True
+    try:
+        return GenerationParams(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        raise TtsError("invalid_settings", problems) from None
 
 
 def synthesize(pm: pluggy.PluginManager, request: SynthesisRequest) -> SynthesisResult:
@@ -217,7 +229,7 @@ def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
         text=SMOKE_TEXT,
         out_path=args.out or cache_dir() / "smoke.wav",
         voice=Voice(mode=mode),
-        generation=generation_params(args, seed=0),
+        generation=generation_params(args, seed=0).model_copy(update={"allow_cut": True}),
     )
     print(render.smoke_text(loaded, synthesize(pm, request), mode))
     return 0

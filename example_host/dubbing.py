@@ -2,9 +2,13 @@
 
 Segments go to the engine in lists through ``tts_synthesize_batch``, ``batch_size`` at a time,
 so they share generate calls. The manifest is rewritten atomically after every list. A rerun
-skips a segment whose entry has the same text and settings fingerprint and whose WAV is still
-there with the recorded size and duration, so a crashed run picks up where it stopped and a
-finished one touches nothing.
+reuses the audio of any earlier segment with the same text and settings fingerprint whose WAV
+is still there with the recorded size and duration, wherever that segment now sits (its file
+is renamed to the new number): a crashed run picks up where it stopped, a finished one touches
+nothing, and a line inserted at the top is the only one synthesised.
+
+A segment the engine finds nothing to speak in (``empty_text``: punctuation only, emoji, ...)
+is skipped like an empty one.
 """
 
 from __future__ import annotations
@@ -121,9 +125,9 @@ def write_manifest(path: Path, header: dict[str, Any], entries: dict[int, dict])
         raise
 
 
-def resumable(entry: dict[str, Any] | None, segment: Segment, fp: str, out_dir: Path) -> bool:
-    """Whether ``entry`` already holds this segment's audio, made with the same settings."""
-    if not entry or entry.get("status") != "ok" or entry.get("text") != segment.text:
+def resumable(entry: dict[str, Any] | None, text: str, fp: str, out_dir: Path) -> bool:
+    """Whether ``entry`` already holds the audio of ``text``, made with the same settings."""
+    if not entry or entry.get("status") != "ok" or entry.get("text") != text:
         return False
     if entry.get("fingerprint") != fp or not entry.get("path"):
         return False
@@ -137,6 +141,45 @@ def resumable(entry: dict[str, Any] | None, segment: Segment, fp: str, out_dir: 
     except (OSError, RuntimeError):  # gone, or not a readable sound file
         return False
     return abs(info.frames / info.samplerate - float(entry.get("duration_s", -1))) < 1e-3
+
+
+def _reusable(
+    old: dict[int, dict[str, Any]], segments: list[Segment], fp: str, out_dir: Path
+) -> dict[int, dict[str, Any]]:
+    """Earlier entries whose audio serves a segment now, by the segment's number: same text
+    and fingerprint, WAV intact; a segment keeps its own number's entry when that one fits."""
+    by_text: dict[str, list[dict[str, Any]]] = {}
+    for entry in old.values():
+        if resumable(entry, str(entry.get("text")), fp, out_dir):
+            by_text.setdefault(entry["text"], []).append(entry)
+    reused: dict[int, dict[str, Any]] = {}
+    for segment in segments:  # first the segments whose own entry still fits
+        same = old.get(segment.number)
+        candidates = by_text.get(segment.text, [])
+        if not segment.empty and same is not None and same in candidates:
+            candidates.remove(same)
+            reused[segment.number] = same
+    for segment in segments:  # then any other entry with the same text
+        candidates = by_text.get(segment.text, [])
+        if not segment.empty and segment.number not in reused and candidates:
+            reused[segment.number] = candidates.pop(0)
+    return reused
+
+
+def _move_reused(reused: dict[int, dict[str, Any]], out_dir: Path) -> None:
+    """Rename reused WAVs to their segments' names: through temporary names first, so two
+    files that trade places never overwrite each other."""
+    moving = {
+        number: out_dir / entry["path"]
+        for number, entry in reused.items()
+        if entry["path"] != wav_name(number)
+    }
+    staged = {}
+    for number, source in moving.items():
+        staged[number] = out_dir / f".{wav_name(number)}.moving"
+        os.replace(source, staged[number])
+    for number, temporary in staged.items():
+        os.replace(temporary, out_dir / wav_name(number))
 
 
 def _base_entry(segment: Segment) -> dict[str, Any]:
@@ -181,15 +224,23 @@ def dub(
     entries: dict[int, dict[str, Any]] = {}
     todo: list[Segment] = []
     report = DubReport(manifest=manifest, total=len(segments), batch_size=max(1, batch_size))
+    reused = _reusable(old, segments, fp, out_dir)
     for segment in segments:
-        entry = old.get(segment.number)
+        entry = reused.get(segment.number)
         if segment.empty:
             entries[segment.number] = {**_base_entry(segment), "status": "skipped"}
-        elif resumable(entry, segment, fp, out_dir):
-            entries[segment.number] = {**entry, "start_s": segment.start_s, "end_s": segment.end_s}
+        elif entry is not None:
+            entries[segment.number] = {
+                **entry,
+                "segment": segment.number,
+                "path": wav_name(segment.number),
+                "start_s": segment.start_s,
+                "end_s": segment.end_s,
+            }
         else:
             entries[segment.number] = _base_entry(segment)
             todo.append(segment)
+    _move_reused(reused, out_dir)
     for segment in segments:
         status = entries[segment.number]["status"]
         if status == "skipped":
@@ -213,6 +264,9 @@ def dub(
                 report.ok += 1
                 report.audio_s += entry["duration_s"]
                 report.largest_batch = max(report.largest_batch, entry["batch_size"])
+            elif entry["status"] == "skipped":
+                report.skipped += 1
+                report.skipped_segments.append(segment.number)
             else:
                 report.failed += 1
                 report.failures.append(entry)
@@ -253,6 +307,9 @@ def _synthesize(
     entries = []
     for segment, item in zip(segments, items, strict=True):
         entry = _base_entry(segment)
+        if item.error is not None and item.error.code == "empty_text":
+            entries.append({**entry, "status": "skipped", "reason": item.error.detail})
+            continue
         if item.error is not None:
             entries.append({**entry, "status": "failed", "error": item.error.model_dump()})
             continue
@@ -269,6 +326,8 @@ def _synthesize(
                 "dtype": result.dtype,
                 "synth_s": round(result.synth_s, 3),
                 "batch_size": result.batch_size,
+                "pieces": result.pieces,
+                "cut_pieces": result.cut_pieces,
                 "fingerprint": fp,
             }
         )

@@ -40,14 +40,22 @@ INVALID_CODES = frozenset(
         "invalid_settings",
         "invalid_request",
         "empty_text",
+        "invalid_text",
         "instruct_required",
+        "synthesis_truncated",
         "unknown_provider",
     }
 )
+TOO_LARGE = 413
+TOO_LARGE_CODES = frozenset({"text_too_long", "request_too_large"})
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""Default limit on a request body (JSON): far above MaxChars of text, far below a flood."""
 
 
 def status_for(code: str) -> int:
     """The HTTP status for a ``TtsError`` code."""
+    if code in TOO_LARGE_CODES:
+        return TOO_LARGE
     if code in INVALID_CODES or code.startswith(("unsupported_", "ref_")):
         return UNPROCESSABLE
     if code in UNAVAILABLE_CODES:
@@ -73,12 +81,16 @@ class PreviewBody(BaseModel):
 
 
 def create_app(
-    settings_path: str | Path | None = None, pm: pluggy.PluginManager | None = None
+    settings_path: str | Path | None = None,
+    pm: pluggy.PluginManager | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The app, reading ``settings_path`` (default: the CLI's) and the engines in ``pm``."""
+    """The app, reading ``settings_path`` (default: the CLI's) and the engines in ``pm``;
+    request bodies over ``max_body_bytes`` are refused with 413 before they are read whole."""
     store = SettingsStore(settings_path)
     pm = pm or engines.plugin_manager()
     app = FastAPI(title="example_host TTS routes")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(TtsError)
     async def tts_error(request: Request, err: TtsError) -> JSONResponse:
@@ -167,4 +179,64 @@ def _headers(result: SynthesisResult) -> dict[str, str]:
         "X-TTS-RTF": f"{result.rtf:.3f}",
         "X-TTS-Synth-Seconds": f"{result.synth_s:.3f}",
         "X-TTS-Batch-Size": str(result.batch_size),
+        "X-TTS-Pieces": str(result.pieces),
+        "X-TTS-Cut-Pieces": str(result.cut_pieces),
     }
+
+
+class BodyLimit:
+    """ASGI middleware: 413 ``request_too_large`` for a body over ``max_bytes``, judged by
+    Content-Length when sent (the server's HTTP layer holds a client to it), else by counting
+    what arrives."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        if declared:
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (a chunked upload): read it here, up to the limit, then replay it.
+        # (An error raised while the app reads would be turned into a 400 by the framework.)
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        error = TtsError(
+            "request_too_large",
+            f"the request body is over {self.max_bytes:,} bytes",
+            "Send less text per request (split a long narration), or start the server with "
+            "a larger body limit.",
+        )
+        response = JSONResponse(error.to_dict(), status_code=TOO_LARGE)
+        await response(scope, receive, send)

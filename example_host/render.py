@@ -118,6 +118,7 @@ def smoke_text(loaded: LoadResult, result: SynthesisResult, voice_mode: str) -> 
             ("synth_s", f"{result.synth_s:.2f}"),
             ("audio_s", f"{result.duration_s:.2f}"),
             ("rtf", f"{result.rtf:.3f}"),
+            ("pieces", f"{result.pieces} ({result.cut_pieces} cut at the smoke budget)"),
             ("wav", result.path),
         ]
     )
@@ -125,9 +126,10 @@ def smoke_text(loaded: LoadResult, result: SynthesisResult, voice_mode: str) -> 
 
 def preview_line(result: SynthesisResult) -> str:
     """The one line the listen button prints."""
+    cut = f" cut_pieces={result.cut_pieces}" if result.cut_pieces else ""
     return (
         f"{result.path}  duration={result.duration_s:.2f}s device={result.device} "
-        f"dtype={result.dtype} rtf={result.rtf:.3f}"
+        f"dtype={result.dtype} rtf={result.rtf:.3f} pieces={result.pieces}{cut}"
     )
 
 
@@ -155,7 +157,7 @@ def dub_summary(report: DubReport) -> str:
     lines = [pairs(rows)]
     if report.skipped_segments:
         numbers = ", ".join(str(n) for n in report.skipped_segments)
-        lines.append(f"skipped  segment {numbers}: no text")
+        lines.append(f"skipped  segment {numbers}: nothing to speak")
     for entry in report.failures:
         error = entry["error"]
         lines.append(f"failed   segment {entry['segment']}: {error['code']}: {error['detail']}")

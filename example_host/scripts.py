@@ -27,7 +27,8 @@ class ScriptError(Exception):
 
 @dataclass(frozen=True)
 class Segment:
-    """One piece of narration: its number (srt cue index or line ordinal) and its text."""
+    """One piece of narration: its number (srt cue index, or line number in a text file) and
+    its text."""
 
     number: int
     text: str
@@ -55,9 +56,10 @@ def read_script(path: Path) -> list[Segment]:
 
 
 def parse_lines(text: str) -> list[Segment]:
-    """One segment per line that is not blank, numbered 1, 2, ... in order."""
+    """One segment per line that is not blank, numbered by its line in the file (1-based), so
+    a message about segment 7 points at line 7."""
     lines = (line.strip(ASCII_SPACE) for line in text.splitlines())
-    return [Segment(number, line) for number, line in enumerate(filter(None, lines), start=1)]
+    return [Segment(number, line) for number, line in enumerate(lines, start=1) if line]
 
 
 def parse_srt(text: str) -> list[Segment]:

@@ -84,23 +84,45 @@ class Voice(_Model):
 
 
 class GenerationParams(_Model):
-    """Sampling parameters passed through to the model's ``generate``."""
+    """Sampling parameters passed through to the model's ``generate``.
+
+    Every number must be finite and in the range the model can run; anything else is refused
+    here, naming the field, before it reaches an engine.
+    """
 
     do_sample: bool = Field(default=True, description="Sample; False picks the most likely token.")
-    temperature: float = Field(default=0.9, gt=0, description="Sampling temperature, > 0.")
+    temperature: float = Field(
+        default=0.9, gt=0, allow_inf_nan=False, description="Sampling temperature, > 0."
+    )
     top_k: int = Field(default=50, ge=0, description="Top-k sampling; 0 disables it.")
-    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling, 0 < p <= 1.")
+    top_p: float = Field(
+        default=1.0, gt=0, le=1, allow_inf_nan=False, description="Nucleus sampling, 0 < p <= 1."
+    )
     repetition_penalty: float | None = Field(
-        default=None, gt=0, description="Repetition penalty; None keeps the model's default."
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Repetition penalty; None keeps the model's default.",
     )
     max_new_tokens: int = Field(
-        default=2048, ge=1, le=8192, description="Upper bound on generated codec frames, 1..8192."
+        default=2048,
+        ge=2,
+        le=8192,
+        description="Frame budget of one generate call (of each piece of a long text), 2..8192. "
+        "A piece that uses it all without ending is retried once with twice the budget, then "
+        "refused (synthesis_truncated) unless allow_cut.",
     )
     seed: int | None = Field(
         default=None,
         ge=0,
         lt=2**63,
         description="Random seed; the same seed, text and settings give the same audio.",
+    )
+    allow_cut: bool = Field(
+        default=False,
+        description="Keep a piece that used its whole budget as it is (no retry, no error), "
+        "and count it in SynthesisResult.cut_pieces: for quick partial previews and "
+        "fixed-length benchmarks. False: a narration is spoken whole or the call fails.",
     )
 
 
@@ -139,7 +161,20 @@ class SynthesisResult(_Model):
         default=1,
         ge=1,
         description="How many texts shared the generate call that made this file (1: it ran "
-        "alone). synth_s is that shared call's time plus this file's write.",
+        "alone; the largest such call for a text spoken in pieces). synth_s is those shared "
+        "calls' time plus this file's write.",
+    )
+    pieces: int = Field(
+        default=1,
+        ge=1,
+        description="How many pieces the text was spoken in (a long text is split at sentence "
+        "ends; see PieceChars).",
+    )
+    cut_pieces: int = Field(
+        default=0,
+        ge=0,
+        description="Pieces kept although they used their whole frame budget (only with "
+        "GenerationParams.allow_cut; otherwise always 0).",
     )
 
 

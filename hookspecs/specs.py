@@ -63,7 +63,12 @@ def tts_synthesize(request: SynthesisRequest) -> SynthesisResult | None:
     """Speak ``request.text`` into a WAV at ``request.out_path`` and describe the result.
 
     Return None when ``request.config.provider`` is not this engine's; the first engine that
-    returns a result wins (firstresult). Loads the model first when needed. The file is written
+    returns a result wins (firstresult). Loads the model first when needed. The text is spoken
+    whole: an engine may split a long text into pieces (``SynthesisResult.pieces``), but never
+    returns audio that was cut short without saying so; it fails instead
+    (``synthesis_truncated``), unless ``GenerationParams.allow_cut`` asks to keep the cut
+    (``SynthesisResult.cut_pieces``). Text that cannot be spoken is refused before any model
+    work (``text_too_long``, ``invalid_text``, ``empty_text``). The file is written
     atomically: on any ``TtsError`` no partial file is left and an existing file at the path is
     untouched. Safe to call from many threads at once.
     """

@@ -24,6 +24,7 @@ from hookspecs import (
     EngineConfig,
     EngineStatus,
     ErrorInfo,
+    GenerationParams,
     LoadResult,
     SynthesisRequest,
     SynthesisResult,
@@ -46,6 +47,7 @@ from .registry import (
 )
 from .scheduler import Scheduler
 from .settings import EngineSettings, model_settings, parse_settings, settings_schema
+from .text import Piece, clean_text, split_pieces
 from .voices import VoicePlan, resolve_voice, with_reference
 
 log = get_logger(__name__)
@@ -54,6 +56,10 @@ SAMPLE_RATE = 24_000
 VOICE_MODES = ["custom_voice", "voice_design", "voice_clone"]
 MAX_BATCH_REQUESTS = 1024
 """Most requests one ``tts_synthesize_batch`` call takes."""
+MAX_FRAMES = 8192
+"""The highest frame budget (GenerationParams.max_new_tokens) a retry may reach."""
+FRAMES_PER_SECOND = 12.5
+"""Qwen3-TTS 12Hz codec frames per second of audio."""
 
 T = TypeVar("T")
 
@@ -66,6 +72,8 @@ class Prepared:
     plan: DevicePlan
     model: ResolvedModel
     facts: ModelFacts
+    text: str | None = None
+    """The request's text, checked and cleaned (text.py); None for a load."""
 
     @property
     def key(self) -> LoadKey:
@@ -93,18 +101,53 @@ class Resident:
 
 
 @dataclass(eq=False)
-class Job:
-    """One checked request waiting for its turn, and what became of it."""
+class Synthesis:
+    """One checked request: its pieces, the jobs that speak them, and what became of it."""
 
     request: SynthesisRequest
     prepared: Prepared
     voice: VoicePlan
+    pieces: list[Piece]
+    jobs: list[Job] = field(default_factory=list)
+    result: SynthesisResult | None = None
+    error: TtsError | None = None
+
+
+@dataclass
+class Run:
+    """One generate call: how long it took and how many texts shared it."""
+
+    seconds: float
+    texts: int
+
+
+@dataclass(eq=False)
+class Job:
+    """One piece of text waiting for its turn, and what became of it."""
+
+    owner: Synthesis
+    index: int
+    text: str
+    params: GenerationParams
     load_key: LoadKey
     batch_key: Hashable | None
     limit: int
     queued: int = field(default_factory=lambda: next(_QUEUED))
-    result: SynthesisResult | None = None
+    waveform: Any = field(default=None, repr=False)
+    run: Run | None = None
+    load_s: float | None = None
+    rate: int = 0
+    plan: DevicePlan | None = None
+    cut: bool = False
     error: TtsError | None = None
+
+    @property
+    def voice(self) -> VoicePlan:
+        return self.owner.voice
+
+    @property
+    def prepared(self) -> Prepared:
+        return self.owner.prepared
 
 
 @dataclass(eq=False)
@@ -216,7 +259,8 @@ class Engine:
     def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
         """Speak ``request.text`` into ``request.out_path``; see the hook's contract.
 
-        Calls that arrive while a generate call runs share the next one (scheduler.py).
+        A long text is spoken in pieces (text.py) that share generate calls; calls that arrive
+        while a generate call runs share the next one (scheduler.py).
         """
         mode = request.voice.mode
         log.info(
@@ -226,22 +270,23 @@ class Engine:
             preview=_preview(request.text),
         )
         try:
-            job = self.job(request)
-            self._scheduler.run([job])
-            if job.error is not None:
-                raise job.error
+            synthesis = self.synthesis(request)
+            self._speak([synthesis])
+            if synthesis.error is not None:
+                raise synthesis.error
         except TtsError as err:
             log.warning("tts.synthesize.failed", code=err.code, detail=err.detail, mode=mode)
             raise
-        assert job.result is not None  # a job ends with a result or an error
-        _log_done(job.result)
-        return job.result
+        assert synthesis.result is not None  # a synthesis ends with a result or an error
+        _log_done(synthesis.result)
+        return synthesis.result
 
     def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[BatchItem]:
         """Speak every request, sharing generate calls; one ``BatchItem`` per request, in order.
 
-        Each request is checked on its own and fails alone. The valid ones are queued longest
-        text first, so each generate call takes texts of similar length (little padding).
+        Each request is checked on its own and fails alone. The pieces of the valid ones are
+        queued longest first, so each generate call takes texts of similar length (little
+        padding).
         """
         if len(requests) > MAX_BATCH_REQUESTS:
             raise TtsError(
@@ -251,20 +296,19 @@ class Engine:
             )
         started = time.perf_counter()
         log.info("tts.batch.start", requests=len(requests))
-        outcomes: list[Job | TtsError] = []
+        outcomes: list[Synthesis | TtsError] = []
         references: dict[Any, Any] = {}
         out_paths: dict[str, int] = {}
         for index, request in enumerate(requests):
             try:
-                job = self.job(request, references)
+                synthesis = self.synthesis(request, references)
                 _claim_out_path(request, index, out_paths)
             except TtsError as err:
                 log.warning("tts.synthesize.failed", code=err.code, detail=err.detail, index=index)
                 outcomes.append(err)
             else:
-                outcomes.append(job)
-        jobs = [job for job in outcomes if isinstance(job, Job)]
-        self._scheduler.run(sorted(jobs, key=lambda j: -len(j.request.text)))
+                outcomes.append(synthesis)
+        self._speak([outcome for outcome in outcomes if isinstance(outcome, Synthesis)])
         items = [_batch_item(index, outcome) for index, outcome in enumerate(outcomes)]
         log.info(
             "tts.batch.done",
@@ -275,20 +319,34 @@ class Engine:
         )
         return items
 
+    def _speak(self, syntheses: list[Synthesis]) -> None:
+        """Every piece of ``syntheses`` generated (pieces that ran out of budget once more,
+        with twice the budget), then each file joined and written; outcomes on each."""
+        jobs = [job for synthesis in syntheses for job in synthesis.jobs]
+        self._scheduler.run(sorted(jobs, key=lambda job: -len(job.text)))
+        retries = [retry for s in syntheses for retry in self._retries(s)]
+        if retries:
+            log.info("tts.pieces.retry", pieces=len(retries))
+            self._scheduler.run(sorted(retries, key=lambda job: -len(job.text)))
+        for synthesis in syntheses:
+            self._finish(synthesis)
+
     # --- steps ---------------------------------------------------------------------------
 
     def prepare(self, extra_params: dict[str, Any], text: str | None = None) -> Prepared:
-        """Settings, device decision, text and model folder, cheapest first; loads nothing."""
+        """Settings, text, device decision and model folder, cheapest first; loads nothing."""
         settings = parse_settings(extra_params)
+        cleaned = None if text is None else clean_text(text, settings.MaxChars)
         plan = self._plan(settings)
-        if text is not None and not text.strip():
-            raise TtsError("empty_text", "the text to speak is empty")
         model = resolve_model(settings)
         check_model_dir(model.path)
-        return Prepared(settings, plan, model, read_model_facts(model.path))
+        return Prepared(settings, plan, model, read_model_facts(model.path), cleaned)
 
-    def job(self, request: SynthesisRequest, references: dict[Any, Any] | None = None) -> Job:
-        """``request`` checked (settings, text, model folder, voice, output path) and queueable.
+    def synthesis(
+        self, request: SynthesisRequest, references: dict[Any, Any] | None = None
+    ) -> Synthesis:
+        """``request`` checked (settings, text, model folder, voice, output path), split into
+        pieces and queueable.
 
         ``references`` shares decoded reference recordings between the requests of a batch.
         """
@@ -298,20 +356,48 @@ class Engine:
         voice = resolve_voice(request.voice, prepared.settings, prepared.facts)
         check_out_path(request.out_path)
         voice = with_reference(voice, references)
-        limit = prepared.batch_size
+        assert prepared.text is not None  # prepared with the request's text
+        pieces = split_pieces(prepared.text, prepared.settings.PieceChars)
+        if len(pieces) > 1:
+            log.info("tts.pieces.split", chars=len(prepared.text), pieces=len(pieces))
+        synthesis = Synthesis(request, prepared, voice, pieces)
         params = request.generation
-        alone = limit == 1 or (params.do_sample and params.seed is not None)
-        return Job(
-            request=request,
-            prepared=prepared,
-            voice=voice,
-            load_key=prepared.key,
-            # A seeded sampled request runs alone: its draws must not depend on its neighbours.
-            batch_key=None
-            if alone
-            else (prepared.key, voice.mode, params.model_copy(update={"seed": None}), limit),
-            limit=limit,
-        )
+        synthesis.jobs = [
+            self._job(synthesis, index, piece.text, params) for index, piece in enumerate(pieces)
+        ]
+        return synthesis
+
+    def _job(self, owner: Synthesis, index: int, text: str, params: GenerationParams) -> Job:
+        """One piece's job. Seeded sampled pieces share calls only with their own request's
+        pieces, in order: a seed gives the same audio alone, in a batch or among calls."""
+        prepared = owner.prepared
+        limit = prepared.batch_size
+        sampling = params.model_copy(update={"seed": None, "allow_cut": False})
+        if limit == 1:
+            batch_key: Hashable | None = None
+        elif params.do_sample and params.seed is not None:
+            batch_key = (prepared.key, owner.voice.mode, params, limit, id(owner))
+        else:
+            batch_key = (prepared.key, owner.voice.mode, sampling, limit)
+        return Job(owner, index, text, params, prepared.key, batch_key, limit)
+
+    def _retries(self, synthesis: Synthesis) -> list[Job]:
+        """Jobs again, with twice the budget, for the pieces that used all of theirs (unless
+        the request allows cuts, or the budget is at its ceiling already)."""
+        params = synthesis.request.generation
+        if params.allow_cut or any(job.error for job in synthesis.jobs):
+            return []
+        budget = min(2 * params.max_new_tokens, MAX_FRAMES)
+        if budget == params.max_new_tokens:
+            return []
+        more = params.model_copy(update={"max_new_tokens": budget})
+        retries = []
+        for position, job in enumerate(synthesis.jobs):
+            if job.cut:
+                retry = self._job(synthesis, job.index, job.text, more)
+                synthesis.jobs[position] = retry
+                retries.append(retry)
+        return retries
 
     def _plan(self, settings: EngineSettings) -> DevicePlan:
         """The device decision for these settings, made (and logged) once per machine status."""
@@ -393,73 +479,105 @@ class Engine:
         self._generate([job for job in run if isinstance(job, Job)])
 
     def _generate(self, run: list[Job]) -> None:
-        """The run's model resident, one generate call, then each file on its own.
+        """The run's model resident, then one generate call; each piece's waveform checked.
 
-        A failed load or generate call fails every job of the run; a bad waveform or a failed
-        write fails only its own job. Jobs queued before a load of the same model failed get
-        that failure without a second try.
+        A failed load or generate call fails every job of the run; a bad waveform fails only
+        its own job. Jobs queued before a load of the same model failed get that failure
+        without a second try. Files are written later, whole (``_finish``).
         """
-        from .audio import check_waveform, write_wav_atomic
+        from .audio import check_waveform
 
         lead = run[0]
         for job in run:  # a run handed back by an interrupted caller is executed again
-            job.result = job.error = None
+            job.waveform = job.run = job.error = None
         failed = self._failed_loads.get(lead.load_key)
         if failed is not None and all(job.queued < failed[0] for job in run):
             _fail(run, failed[1])
             return
-        step = "load"
         try:
             resident, load_s = self._ensure(lead.prepared)
-            step = "generate"
             started = time.perf_counter()
             waveforms = resident.backend.generate(
-                [job.request.text for job in run],
-                [job.voice for job in run],
-                lead.request.generation,
+                [job.text for job in run], [job.voice for job in run], lead.params
             )
         except TtsError as err:
             _fail(run, err)
             return
         except Exception as exc:  # a broken install or a bug: logged, then typed, per job
-            code = "model_load_failed" if step == "load" else "synthesis_failed"
-            log.exception("tts.run.crashed", step=step, texts=len(run))
-            _fail(run, TtsError(code, f"{type(exc).__name__}: {exc}"))
+            log.exception("tts.run.crashed", texts=len(run))
+            _fail(run, TtsError("synthesis_failed", f"{type(exc).__name__}: {exc}"))
             return
-        generate_s = time.perf_counter() - started
-        rate = resident.backend.sample_rate
-        plan = resident.backend.plan
+        shared = Run(seconds=time.perf_counter() - started, texts=len(run))
+        backend = resident.backend
         log.info(
             "tts.generate.done",
             texts=len(run),
-            chars=[len(job.request.text) for job in run],
+            chars=[len(job.text) for job in run],
             mode=lead.voice.mode,
-            seconds=round(generate_s, 3),
-            device=plan.device,
+            seconds=round(shared.seconds, 3),
+            device=backend.plan.device,
         )
         for job, waveform in zip(run, waveforms, strict=True):
-            written = time.perf_counter()
+            job.run, job.load_s = shared, load_s
+            job.rate, job.plan = backend.sample_rate, backend.plan
             try:
-                wav = check_waveform(waveform)
-                write_wav_atomic(job.request.out_path, wav, rate)
+                job.waveform = check_waveform(waveform)
             except TtsError as err:
                 job.error = _own_copy(err)  # not this frame's traceback: it holds every waveform
                 continue
-            synth_s = generate_s + time.perf_counter() - written
-            duration_s = wav.size / rate
-            job.result = SynthesisResult(
-                provider=PROVIDER,
-                path=job.request.out_path,
-                duration_s=duration_s,
-                sample_rate=rate,
-                device=plan.device,
-                dtype=plan.dtype,
-                attn_implementation=plan.attn_implementation,
-                load_s=load_s or 0.0,
-                synth_s=synth_s,
-                rtf=synth_s / duration_s,
-                batch_size=len(run),
-            )
+            job.cut = backend.ran_out(job.waveform, job.params.max_new_tokens)
+
+    def _finish(self, synthesis: Synthesis) -> None:
+        """The pieces joined with their pauses and written (atomically), or the reason not:
+        a failed piece, or one that used its whole budget (``synthesis_truncated``)."""
+        import numpy as np
+
+        from .audio import write_wav_atomic
+
+        jobs, pieces = synthesis.jobs, synthesis.pieces
+        failed = next((job.error for job in jobs if job.error is not None), None)
+        if failed is not None:
+            synthesis.error = _own_copy(failed)
+            return
+        cut = [job for job in jobs if job.cut]
+        params = synthesis.request.generation
+        if cut and not params.allow_cut:
+            synthesis.error = truncated_error(cut[0], len(pieces), params.max_new_tokens)
+            _drop_waveforms(jobs)
+            return
+        started = time.perf_counter()
+        rate, plan = jobs[0].rate, jobs[0].plan
+        assert plan is not None  # every job of a synthesis without errors has run
+        parts = []
+        for job, piece in zip(jobs, pieces, strict=True):
+            parts.append(job.waveform)
+            if piece.pause_s:
+                parts.append(np.zeros(round(piece.pause_s * rate), dtype=np.float32))
+        wav = np.concatenate(parts)
+        _drop_waveforms(jobs)
+        try:
+            write_wav_atomic(synthesis.request.out_path, wav, rate)
+        except TtsError as err:
+            synthesis.error = _own_copy(err)
+            return
+        runs = {id(job.run): job.run for job in jobs if job.run is not None}
+        synth_s = sum(run.seconds for run in runs.values()) + time.perf_counter() - started
+        duration_s = wav.size / rate
+        synthesis.result = SynthesisResult(
+            provider=PROVIDER,
+            path=synthesis.request.out_path,
+            duration_s=duration_s,
+            sample_rate=rate,
+            device=plan.device,
+            dtype=plan.dtype,
+            attn_implementation=plan.attn_implementation,
+            load_s=max((job.load_s or 0.0) for job in jobs),
+            synth_s=synth_s,
+            rtf=synth_s / duration_s,
+            batch_size=max(run.texts for run in runs.values()),
+            pieces=len(pieces),
+            cut_pieces=len(cut),
+        )
 
     # --- state ---------------------------------------------------------------------------
 
@@ -522,6 +640,8 @@ def _log_done(result: SynthesisResult) -> None:
         rtf=round(result.rtf, 3),
         device=result.device,
         batch_size=result.batch_size,
+        pieces=result.pieces,
+        cut_pieces=result.cut_pieces,
         path=str(result.path),
     )
 
@@ -543,6 +663,26 @@ def _own_copy(err: TtsError) -> TtsError:
     return copy
 
 
+def truncated_error(job: Job, pieces: int, asked: int) -> TtsError:
+    """``synthesis_truncated`` naming the piece and the budget it used up."""
+    budget = job.params.max_new_tokens
+    again = f" (it was given {asked} first, then twice that)" if budget != asked else ""
+    where = f"piece {job.index + 1} of {pieces}" if pieces > 1 else "the text"
+    return TtsError(
+        "synthesis_truncated",
+        f"{where} ({_preview(job.text)!r}) used its whole budget of {budget} frames "
+        f"({budget / FRAMES_PER_SECOND:.1f} s of audio) without ending{again}; nothing was "
+        "written",
+        "Lower PieceChars so that pieces are shorter, raise max_new_tokens (at most "
+        f"{MAX_FRAMES}), or set allow_cut to keep a cut piece on purpose.",
+    )
+
+
+def _drop_waveforms(jobs: list[Job]) -> None:
+    for job in jobs:
+        job.waveform = None
+
+
 def _fail(run: list[Job], err: TtsError) -> None:
     for job in run:
         job.error = _own_copy(err)
@@ -560,13 +700,13 @@ def _claim_out_path(request: SynthesisRequest, index: int, claimed: dict[str, in
         )
 
 
-def _batch_item(index: int, outcome: Job | TtsError) -> BatchItem:
+def _batch_item(index: int, outcome: Synthesis | TtsError) -> BatchItem:
     if isinstance(outcome, TtsError):
         return BatchItem(index=index, error=ErrorInfo.from_error(outcome))
     if outcome.error is not None:
         error = outcome.error
         log.warning("tts.synthesize.failed", code=error.code, detail=error.detail, index=index)
         return BatchItem(index=index, error=ErrorInfo.from_error(error))
-    assert outcome.result is not None  # a job ends with a result or an error
+    assert outcome.result is not None  # a synthesis ends with a result or an error
     _log_done(outcome.result)
     return BatchItem(index=index, result=outcome.result)

@@ -26,6 +26,13 @@ PRECISIONS = {
     "bfloat16": "bfloat16",
 }
 MAX_BATCH_SIZE = 64
+DEFAULT_PIECE_CHARS = 200
+"""About 45 s of Chinese or 13 s of English speech: far inside the default 2048-frame budget
+(164 s), and sentence-sized, which Qwen3-TTS speaks best."""
+MIN_PIECE_CHARS = 20
+MAX_PIECE_CHARS = 2000
+DEFAULT_MAX_CHARS = 20_000
+HARD_MAX_CHARS = 1_000_000
 
 
 def _any_case(word: str) -> str:
@@ -95,6 +102,23 @@ class EngineSettings(BaseModel):
         default="auto",
         description=f"Most texts one generate call takes (1..{MAX_BATCH_SIZE}; 1 turns "
         "batching off). auto: the engine's measured choice for the device.",
+    )
+
+    PieceChars: int = Field(
+        default=DEFAULT_PIECE_CHARS,
+        ge=MIN_PIECE_CHARS,
+        le=MAX_PIECE_CHARS,
+        description="Target length of one piece of a long text, in characters "
+        f"({MIN_PIECE_CHARS}..{MAX_PIECE_CHARS}). Longer texts are split at sentence ends "
+        "(then clause marks, then between words), spoken as one batch and joined with short "
+        "pauses; shorter texts are spoken whole.",
+    )
+    MaxChars: int = Field(
+        default=DEFAULT_MAX_CHARS,
+        ge=1,
+        le=HARD_MAX_CHARS,
+        description="Longest text one request may carry, in characters; longer is refused "
+        "(text_too_long) before any model work.",
     )
 
     @model_validator(mode="before")

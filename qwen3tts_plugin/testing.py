@@ -845,3 +845,45 @@ def _publish_once(new: pathlib.Path, target: pathlib.Path) -> None:
     except OSError:
         if not (target / "config.json").is_file():
             raise
+
+
+NEVER_ENDING_GAIN = 100.0
+"""How much louder the talker's codebook logits are made than its end-of-speech logit."""
+
+
+def tiny_checkpoint_without_eos(
+    variant: str = "custom_voice", seed: int = 0, cache_dir: str | os.PathLike | None = None
+) -> pathlib.Path:
+    """A cached tiny checkpoint whose talker never ends a text: every generation uses its
+    whole ``max_new_tokens`` budget, greedy or sampled (truncation, tested for real).
+
+    The talker's end-of-speech row of ``codec_head`` is zeroed and the codebook rows (the only
+    other tokens generation leaves unsuppressed) are scaled up, so end-of-speech is never the
+    most likely token, nor inside top-k.
+    """
+    source = tiny_checkpoint(variant, seed, cache_dir)
+    target = source.parent / f"{source.name}-without-eos"
+    if (target / "config.json").is_file():
+        return target
+    staging = _temp_sibling(target)
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        _silence_end_of_speech(staging)
+        _publish_once(staging, target)
+    finally:
+        _remove_if_left(staging)
+    return target
+
+
+def _silence_end_of_speech(folder: pathlib.Path) -> None:
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    talker = config["talker_config"]
+    eos, codebook = talker["codec_eos_token_id"], talker["vocab_size"] - 1024
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    head = tensors["talker.codec_head.weight"]
+    head[:codebook] *= NEVER_ENDING_GAIN
+    head[eos] = 0.0
+    _save_weights(tensors, weights)

@@ -24,8 +24,8 @@ from hookspecs import (
 )
 from qwen3tts_plugin.devices import AUTO_BATCH_SIZE
 
-GREEDY = GenerationParams(do_sample=False, max_new_tokens=8)
-SAMPLED = GenerationParams(max_new_tokens=6)
+GREEDY = GenerationParams(do_sample=False, max_new_tokens=8, allow_cut=True)
+SAMPLED = GenerationParams(max_new_tokens=6, allow_cut=True)
 TEXTS = [
     "Hi.",
     "The river bends twice before it reaches the old mill.",
@@ -253,7 +253,7 @@ def test_greedy_audio_is_the_same_batched_or_alone_to_one_lsb(pm, tiny, tmp_path
 def test_a_seed_gives_the_same_samples_alone_in_a_batch_and_among_concurrent_calls(
     pm, tiny, tmp_path
 ):
-    seeded = GenerationParams(max_new_tokens=8, seed=11)
+    seeded = GenerationParams(max_new_tokens=8, seed=11, allow_cut=True)
     path = tiny["custom_voice"]
     alone = pm.hook.tts_synthesize(request=request(path, tmp_path / "alone.wav", generation=seeded))
     mixed = [request(path, tmp_path / f"other{i}.wav", TEXTS[i]) for i in range(4)]

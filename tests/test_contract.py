@@ -84,7 +84,9 @@ def test_engine_config_needs_a_provider():
         ("top_k", -1, "greater than or equal to 0"),
         ("top_p", 0, "greater than 0"),
         ("top_p", 1.5, "less than or equal to 1"),
-        ("max_new_tokens", 0, "greater than or equal to 1"),
+        ("max_new_tokens", 1, "greater than or equal to 2"),
+        ("temperature", float("inf"), "finite number"),
+        ("top_p", float("nan"), "finite number"),
         ("max_new_tokens", 8193, "less than or equal to 8192"),
         ("seed", -1, "greater than or equal to 0"),
         ("repetition_penalty", 0, "greater than 0"),
@@ -107,6 +109,7 @@ def test_generation_params_defaults():
         "repetition_penalty": None,
         "max_new_tokens": 2048,
         "seed": None,
+        "allow_cut": False,
     }
 
 

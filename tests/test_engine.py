@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError, Voice
 
-FAST = GenerationParams(max_new_tokens=6, seed=1)
+FAST = GenerationParams(max_new_tokens=6, seed=1, allow_cut=True)
 
 
 def config_for(path, **extra):
@@ -170,7 +170,7 @@ def test_seed_gives_identical_samples_and_bytes(pm, tiny, tmp_path):
     paths = [tmp_path / f"take{i}.wav" for i in range(3)]
     seeds = [7, 7, 8]
     for path, seed in zip(paths, seeds, strict=True):
-        gen = GenerationParams(max_new_tokens=6, seed=seed)
+        gen = GenerationParams(max_new_tokens=6, seed=seed, allow_cut=True)
         pm.hook.tts_synthesize(request=request_for(tiny["custom_voice"], path, generation=gen))
     first, second, other = (sf.read(str(p))[0] for p in paths)
     assert np.array_equal(first, second)
@@ -533,7 +533,7 @@ def test_sixteen_threads_with_a_settings_change_midway(pm, engine, tiny, tmp_pat
             request = request_for(
                 tiny["custom_voice"],
                 tmp_path / f"w{worker:02d}_{i}.wav",
-                generation=GenerationParams(max_new_tokens=4, seed=worker),
+                generation=GenerationParams(max_new_tokens=4, seed=worker, allow_cut=True),
                 Attention=attention,
             )
             result = pm.hook.tts_synthesize(request=request)
@@ -647,7 +647,7 @@ for n, do_sample in enumerate((False, True)):
         config=EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": custom}),
         text="Hi.",
         out_path=f"{out}/{n}.wav",
-        generation=GenerationParams(do_sample=do_sample, max_new_tokens=8),
+        generation=GenerationParams(do_sample=do_sample, max_new_tokens=8, allow_cut=True),
     )
     pm.hook.tts_synthesize(request=request)
 clone = SynthesisRequest(

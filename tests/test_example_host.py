@@ -23,7 +23,7 @@ from example_host import logs
 from example_host.cli import main
 from example_host.scripts import parse_lines, parse_srt
 
-FAST = ["--max-new-tokens", "8", "--seed", "1"]
+FAST = ["--max-new-tokens", "8", "--seed", "1", "--allow-cut"]
 
 
 @pytest.fixture(autouse=True)
@@ -359,7 +359,7 @@ def test_dub_a_script_then_resume_touches_nothing(host, settings, tmp_path):
     )  # fmt: skip
     manifest = manifest_of(out_dir)
     entries = manifest["segments"]
-    assert [e["segment"] for e in entries] == [1, 2, 3, 4, 5]
+    assert [e["segment"] for e in entries] == [1, 3, 4, 6, 7]  # line numbers
     assert [e["text"] for e in entries][:2] == ["First line.", "Second line."]
     for entry in entries:
         assert entry["status"] == "ok" and entry["path"] == f"seg_{entry['segment']:04d}.wav"
@@ -393,7 +393,7 @@ def test_dub_redoes_lost_or_damaged_wavs_and_changed_settings(host, settings, tm
     (out_dir / "seg_0001.wav").unlink()
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
     assert code == 0 and (summary(out)["ok"], summary(out)["resumed"]) == ("1", "1")
-    fast_other_seed = ["--max-new-tokens", "8", "--seed", "2"]
+    fast_other_seed = ["--max-new-tokens", "8", "--seed", "2", "--allow-cut"]
     code, out, _ = host(
         "--settings", settings, "dub", script, "--out-dir", out_dir, *fast_other_seed
     )
@@ -419,11 +419,11 @@ def test_parse_srt_handles_bom_crlf_tags_multiline_and_empty_cues():
     assert [(s.number, s.text) for s in parse_srt(loose)] == [(1, "A"), (2, "B")]
 
 
-def test_parse_lines_passes_text_through_and_skips_blank_lines():
+def test_parse_lines_passes_text_through_numbered_by_line_and_skips_blank_lines():
     assert [(s.number, s.text) for s in parse_lines(" a \n\n\t\n\u3000\nb")] == [
         (1, "a"),
-        (2, "\u3000"),
-        (3, "b"),
+        (4, "\u3000"),
+        (5, "b"),
     ]
 
 
@@ -434,7 +434,7 @@ def test_dub_an_srt_skips_the_empty_cue(host, settings, tmp_path):
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *FAST)
     assert code == 0
     assert (summary(out)["ok"], summary(out)["skipped"], summary(out)["failed"]) == ("2", "1", "0")
-    assert "skipped  segment 2: no text" in out.splitlines()
+    assert "skipped  segment 2: nothing to speak" in out.splitlines()
     entries = {e["segment"]: e for e in manifest_of(out_dir)["segments"]}
     assert entries[1]["text"] == "Hello there, friend."
     assert (entries[1]["start_s"], entries[1]["end_s"], entries[1]["status"]) == (1.0, 2.5, "ok")
@@ -443,44 +443,55 @@ def test_dub_an_srt_skips_the_empty_cue(host, settings, tmp_path):
     assert sorted(p.name for p in out_dir.glob("*.wav")) == ["seg_0001.wav", "seg_0004.wav"]
 
 
-def test_dub_keep_going_reports_the_failing_segment(host, settings, tmp_path):
+TOO_LONG = "This second line is longer than the forty characters MaxChars allows."
+
+
+@pytest.fixture
+def strict(tmp_path, tiny):
+    """Settings whose MaxChars (40) the TOO_LONG line breaks: a segment that fails alone."""
+    return write_settings(
+        tmp_path / "strict.json", ModelPath=str(tiny["custom_voice"]), Device="cpu", MaxChars=40
+    )
+
+
+def test_dub_keep_going_reports_the_failing_segment(host, strict, tmp_path):
     script = tmp_path / "script.txt"
-    script.write_text("One.\n\u3000\nThree.\n")  # a line of ideographic space: nothing to say
+    script.write_text(f"One.\n{TOO_LONG}\nThree.\n")
     out_dir = tmp_path / "dub"
     code, out, _ = host(
-        "--settings", settings, "dub", script, "--out-dir", out_dir, "--keep-going", *FAST
+        "--settings", strict, "dub", script, "--out-dir", out_dir, "--keep-going", *FAST
     )
     assert code == 1
     assert (summary(out)["ok"], summary(out)["failed"]) == ("2", "1")
-    assert "failed   segment 2: empty_text:" in out
+    assert "failed   segment 2: text_too_long:" in out
     entry = manifest_of(out_dir)["segments"][1]
-    assert entry["status"] == "failed" and entry["error"]["code"] == "empty_text"
+    assert entry["status"] == "failed" and entry["error"]["code"] == "text_too_long"
     assert not (out_dir / "seg_0002.wav").exists()
 
 
-def test_dub_without_keep_going_stops_at_the_first_failure(host, settings, tmp_path):
+def test_dub_without_keep_going_stops_at_the_first_failure(host, strict, tmp_path):
     script = tmp_path / "script.txt"
-    script.write_text("One.\n\u3000\nThree.\n")
+    script.write_text(f"One.\n{TOO_LONG}\nThree.\n")
     out_dir = tmp_path / "dub"
     code, out, err = host(
-        "--settings", settings, "dub", script, "--out-dir", out_dir, "--batch-size", "1", *FAST
+        "--settings", strict, "dub", script, "--out-dir", out_dir, "--batch-size", "1", *FAST
     )
-    assert code == 2 and err.splitlines()[-1].startswith("empty_text: ")
+    assert code == 2 and any(line.startswith("text_too_long: ") for line in err.splitlines())
     assert (summary(out)["ok"], summary(out)["failed"], summary(out)["pending"]) == ("1", "1", "1")
     statuses = [e["status"] for e in manifest_of(out_dir)["segments"]]
     assert statuses == ["ok", "failed", "pending"]
 
 
 def test_dub_stops_after_the_list_holding_the_first_failure_and_keeps_its_files(
-    host, settings, tmp_path
+    host, strict, tmp_path
 ):
     script = tmp_path / "script.txt"
-    script.write_text("One.\n\u3000\nThree.\nFour.\nFive.\n")
+    script.write_text(f"One.\n{TOO_LONG}\nThree.\nFour.\nFive.\n")
     out_dir = tmp_path / "dub"
     code, _out, err = host(
-        "--settings", settings, "dub", script, "--out-dir", out_dir, "--batch-size", "3", *FAST
+        "--settings", strict, "dub", script, "--out-dir", out_dir, "--batch-size", "3", *FAST
     )
-    assert code == 2 and err.splitlines()[-1].startswith("empty_text: ")
+    assert code == 2 and any(line.startswith("text_too_long: ") for line in err.splitlines())
     statuses = [e["status"] for e in manifest_of(out_dir)["segments"]]
     assert statuses == ["ok", "failed", "ok", "pending", "pending"]
     assert sorted(p.name for p in out_dir.glob("*.wav")) == ["seg_0001.wav", "seg_0003.wav"]
@@ -491,7 +502,7 @@ def test_dub_sends_segments_in_lists_that_share_generate_calls(host, settings, t
     or --batch-size 1, makes each segment its own call. Resume ignores the batch size."""
     script = tmp_path / "script.txt"
     script.write_text("".join(f"Segment number {n} of the narration.\n" for n in range(1, 11)))
-    unseeded = ["--max-new-tokens", "8"]
+    unseeded = ["--max-new-tokens", "8", "--allow-cut"]
     out_dir = tmp_path / "dub"
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *unseeded)
     assert code == 0 and summary(out)["batch"] == "lists of 8, up to 8 segments per generate call"
@@ -692,3 +703,50 @@ def test_dub_falls_back_to_one_call_per_segment_for_an_engine_without_the_batch_
     ]
     report = dub(pm, EngineConfig(provider="nobody"), segments, tmp_path / "x", GenerationParams())
     assert report.failures[0]["error"]["code"] == "unknown_provider"
+
+
+def test_dub_numbers_segments_by_line_and_skips_what_has_nothing_to_speak(host, settings, tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("One line.\n\nThird line.\n!!! ...\nFifth line.\n", encoding="utf-8")
+    out = tmp_path / "dub"
+    code, _, err = host(
+        "--settings", settings, "dub", script, "--out-dir", out, *FAST
+    )  # fmt: skip
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    status = {entry["segment"]: entry["status"] for entry in manifest["segments"]}
+    assert status == {1: "ok", 3: "ok", 4: "skipped", 5: "ok"}
+    skipped = next(e for e in manifest["segments"] if e["segment"] == 4)
+    assert "nothing to speak" in skipped["reason"]
+    assert sorted(p.name for p in out.glob("*.wav")) == [
+        "seg_0001.wav",
+        "seg_0003.wav",
+        "seg_0005.wav",
+    ]
+
+
+def test_dub_resume_matches_by_text_so_an_inserted_line_is_the_only_one_spoken(
+    host, settings, tmp_path
+):
+    script, out = tmp_path / "script.txt", tmp_path / "dub"
+    script.write_text("Alpha one.\nBravo two.\nCharlie three.\n", encoding="utf-8")
+    assert host("--settings", settings, "dub", script, "--out-dir", out, *FAST)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.wav")}
+    script.write_text("A new first line.\nAlpha one.\nBravo two.\nCharlie three.\n")
+    code, stdout, err = host("--settings", settings, "dub", script, "--out-dir", out, *FAST)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    entries = {entry["segment"]: entry for entry in manifest["segments"]}
+    assert [entries[n]["text"] for n in (1, 2, 3, 4)] == [
+        "A new first line.",
+        "Alpha one.",
+        "Bravo two.",
+        "Charlie three.",
+    ]
+    # the three old takes moved down a line, byte for byte; only line 1 was synthesised
+    assert (out / "seg_0002.wav").read_bytes() == before["seg_0001.wav"]
+    assert (out / "seg_0003.wav").read_bytes() == before["seg_0002.wav"]
+    assert (out / "seg_0004.wav").read_bytes() == before["seg_0003.wav"]
+    assert all(entries[n]["path"] == f"seg_{n:04d}.wav" for n in entries)
+    assert re.search(r"\bok\s+1\b", stdout) and re.search(r"\bresumed\s+3\b", stdout)
+    assert not list(out.glob(".*moving"))

@@ -18,7 +18,7 @@ with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what the 
     warnings.filterwarnings("ignore", message=".*httpx2")
     from fastapi.testclient import TestClient
 
-FAST = {"max_new_tokens": 8, "seed": 1}
+FAST = {"max_new_tokens": 8, "seed": 1, "allow_cut": True}
 
 
 @pytest.fixture
@@ -132,6 +132,8 @@ def test_device_from_settings_reaches_the_engine_unchanged(client):
     ("body", "code"),
     [
         ({"text": "   ", "generation": FAST}, "empty_text"),
+        ({"text": "\u0000\u0007 🎬", "generation": FAST}, "empty_text"),
+        ({"text": "Hi", "generation": {"max_new_tokens": 1}}, "invalid_request"),
         ({"text": "Hi", "voice": {"speaker": "nobody"}, "generation": FAST}, "unsupported_speaker"),
         ({"text": "Hi", "generation": {"max_new_tokens": 0}}, "invalid_request"),
         ({"voice": {}}, "invalid_request"),
@@ -140,6 +142,53 @@ def test_device_from_settings_reaches_the_engine_unchanged(client):
 def test_invalid_preview_input_is_422(client, body, code):
     response = client.post("/api/tts/preview", json=body)
     assert response.status_code == 422 and response.json()["code"] == code
+
+
+def test_a_non_finite_number_is_422(client):
+    body = '{"text": "Hi", "generation": {"temperature": Infinity}}'
+    response = client.post(
+        "/api/tts/preview", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422 and "generation.temperature" in response.json()["detail"]
+
+
+def test_too_much_text_is_413_before_any_model_work(client, settings, pm):
+    huge = client.post("/api/tts/preview", json={"text": "字" * 210_000})
+    assert huge.status_code == 413 and huge.json()["code"] == "text_too_long"
+    with TestClient(create_app(settings, pm=pm, max_body_bytes=2_000)) as small:
+        body = {"text": "a" * 5_000}
+        response = small.post("/api/tts/preview", json=body)
+        assert response.status_code == 413 and response.json()["code"] == "request_too_large"
+        chunks = (
+            part for part in [json.dumps(body).encode()[i : i + 500] for i in range(0, 5_100, 500)]
+        )
+        streamed = small.post(
+            "/api/tts/preview", content=chunks, headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413  # no Content-Length: counted as it arrives
+        assert (
+            small.post("/api/tts/preview", json={"text": "Hi.", "generation": FAST}).status_code
+            == 200
+        )
+
+
+def test_a_narration_cut_short_is_422_with_the_piece_named(tmp_path, pm):
+    from qwen3tts_plugin.testing import tiny_checkpoint_without_eos
+
+    path = tmp_path / "settings.json"
+    config = {
+        "provider": "qwen3_tts",
+        "extra_params": {"ModelPath": str(tiny_checkpoint_without_eos()), "Device": "cpu"},
+    }
+    path.write_text(json.dumps({"configs": {"qwen3_tts_default": config}}))
+    with TestClient(create_app(path, pm=pm)) as client:
+        body = {"text": "It never ends.", "generation": {"max_new_tokens": 4}}
+        response = client.post("/api/tts/preview", json=body)
+        assert response.status_code == 422
+        assert response.json()["code"] == "synthesis_truncated"
+        body["generation"]["allow_cut"] = True
+        response = client.post("/api/tts/preview", json=body)
+        assert response.status_code == 200 and response.headers["X-TTS-Cut-Pieces"] == "1"
 
 
 def write_reference_wav(path: Path, seconds: float = 1.5) -> Path:
@@ -201,6 +250,8 @@ def test_status_mapping():
     assert status_for("unsupported_mode") == status_for("unknown_provider") == 422
     assert status_for("unknown_model_key") == status_for("model_invalid") == 503
     assert status_for("synthesis_failed") == status_for("invalid_audio") == 500
+    assert status_for("text_too_long") == status_for("request_too_large") == 413
+    assert status_for("invalid_text") == status_for("synthesis_truncated") == 422
 
 
 def test_concurrent_previews_share_generate_calls(client):
@@ -212,7 +263,7 @@ def test_concurrent_previews_share_generate_calls(client):
     body = {
         "text": "Hello there.",
         "voice": {"speaker": "ryan"},
-        "generation": {"max_new_tokens": 8},
+        "generation": {"max_new_tokens": 8, "allow_cut": True},
     }
     client.post("/api/tts/preview", json=body)  # the model is resident before the rush
     barrier = threading.Barrier(8)

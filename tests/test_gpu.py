@@ -124,7 +124,7 @@ def test_three_modes_synthesise_on_cuda(pm, tiny, tmp_path, ref_wav, precision):
                 text="Hello world.",
                 out_path=out,
                 voice=voice,
-                generation=GenerationParams(max_new_tokens=24, seed=1),
+                generation=GenerationParams(max_new_tokens=24, seed=1, allow_cut=True),
             )
         )
         audio, _ = sf.read(str(out))
@@ -176,7 +176,7 @@ def test_flash_attention_2_when_installed(pm, tiny, tmp_path):
             config=config_for(tiny["custom_voice"], Device="cuda:0", Attention="flash_attention_2"),
             text="Hello.",
             out_path=tmp_path / "fa2.wav",
-            generation=GenerationParams(max_new_tokens=24),
+            generation=GenerationParams(max_new_tokens=24, allow_cut=True),
         )
     )
     assert result.attn_implementation == "flash_attention_2"
@@ -192,7 +192,7 @@ def test_a_batch_on_cuda_matches_the_texts_run_alone(pm, tiny, tmp_path, precisi
     import soundfile as sf
 
     texts = ["Hi.", "The river bends twice before the mill.", "Nobody remembers.", "Go home."]
-    greedy = GenerationParams(do_sample=False, max_new_tokens=24)
+    greedy = GenerationParams(do_sample=False, max_new_tokens=24, allow_cut=True)
 
     def req(i, text):
         return SynthesisRequest(

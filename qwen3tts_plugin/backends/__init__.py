@@ -75,6 +75,11 @@ class Backend(Protocol):
         (``synthesis_failed``) when the call fails: then no text has audio.
         """
 
+    def ran_out(self, waveform: np.ndarray, max_new_tokens: int) -> bool:
+        """Whether ``waveform`` used its whole frame budget: the text did not end, it was cut.
+        (A text whose end fell on the very last frame looks the same; a retry with a larger
+        budget tells them apart.)"""
+
     def release(self) -> None:
         """Drop the model and give its memory back; the backend is unusable afterwards."""
 

@@ -56,6 +56,13 @@ class QwenTtsBackend:
     ) -> list[np.ndarray]:
         return generate(self.model, self.plan, texts, voices, params)
 
+    def ran_out(self, waveform: np.ndarray, max_new_tokens: int) -> bool:
+        # qwen_tts keeps the codes of every step but the last: a text that never produced its
+        # end-of-speech code comes back with max_new_tokens - 1 frames (one frame is
+        # get_decode_upsample_rate() samples; a voice-clone trim can be off by a sample).
+        samples_per_frame = self.model.model.speech_tokenizer.get_decode_upsample_rate()
+        return round(len(waveform) / samples_per_frame) >= max_new_tokens - 1
+
     def release(self) -> None:
         self._model = None
         free_device_memory()
