@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,10 +139,20 @@ def safetensors_problem(file: Path) -> str | None:
     """Why ``file`` is not a whole safetensors file (an interrupted download), or None.
 
     Reads the header only: 8 bytes of length, then a JSON table whose offsets say where the
-    data ends; the file must end exactly there.
+    data ends; the file must end exactly there. The verdict is kept while the file's size and
+    modification time stay the same (every request checks its folder: one ``stat`` then).
     """
     try:
-        size = file.stat().st_size
+        stat = file.stat()
+    except OSError as exc:
+        return f"damaged: unreadable ({type(exc).__name__})"
+    return _header_problem(str(file), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _header_problem(name: str, size: int, _mtime_ns: int) -> str | None:
+    file = Path(name)
+    try:
         with file.open("rb") as stream:
             head = stream.read(8)
             length = int.from_bytes(head, "little") if len(head) == 8 else 0
