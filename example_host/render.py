@@ -52,6 +52,7 @@ def engine_text(caps: Capabilities) -> str:
         ),
         ("  torch", f"{acc.torch_version or '-'} (CUDA {acc.torch_cuda_version or 'none'})"),
         ("  flash_attn", "installed" if acc.flash_attn_available else "not installed"),
+        ("  cuda_graphs", "installed" if acc.cuda_graphs_available else "not installed"),
     ]
     for gpu in acc.gpus:
         cc = ".".join(map(str, gpu.compute_capability))

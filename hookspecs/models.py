@@ -176,6 +176,10 @@ class SynthesisResult(_Model):
         description="Pieces kept although they used their whole frame budget (only with "
         "GenerationParams.allow_cut; otherwise always 0).",
     )
+    backend: str = Field(
+        default="qwen_tts",
+        description="What ran the generate calls that made this file (see LoadResult.backend).",
+    )
 
 
 class ErrorInfo(_Model):
@@ -247,6 +251,16 @@ class LoadResult(_Model):
         description="Most texts one generate call takes with these settings (BatchSize, or "
         "the engine's choice for the device); a host can send requests in lists this long.",
     )
+    backend: str = Field(
+        default="qwen_tts",
+        description="What runs the generate calls: 'qwen_tts' (its own loop) or "
+        "'cuda_graphs' (decode steps replayed as CUDA graphs).",
+    )
+    codec_dtype: DType = Field(
+        default="float32",
+        description="Precision of the speech tokenizer (codec); float32 whatever the "
+        "model's dtype, as half precision overflows in it.",
+    )
 
 
 class GpuInfo(_Model):
@@ -285,6 +299,11 @@ class AccelerationStatus(_Model):
     )
     flash_attn_available: bool = Field(
         default=False, description="Whether the flash_attn package is importable."
+    )
+    cuda_graphs_available: bool = Field(
+        default=False,
+        description="Whether the CUDA-graph decode loop (faster-qwen3-tts 0.3.x, the "
+        "`cuda_graphs` backend) is installed.",
     )
 
 

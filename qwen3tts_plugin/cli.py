@@ -26,17 +26,21 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--device", help="Device setting to decide for (default: auto)")
     doctor.add_argument("--precision", help="Precision setting (auto, fp32, fp16, bf16)")
     doctor.add_argument("--attention", help="Attention setting (auto, sdpa, ...)")
+    doctor.add_argument("--backend", help="Backend setting (auto, qwen_tts, cuda_graphs)")
     doctor.add_argument("--json", action="store_true", help="print JSON only")
     doctor.add_argument("-v", "--verbose", action="store_true", help="log decisions to stderr")
     args = parser.parse_args(argv)
     _configure_logging(verbose=args.verbose)
-    report = doctor_report(args.device, args.precision, args.attention)
+    report = doctor_report(args.device, args.precision, args.attention, args.backend)
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0 if report["usable"] else 1
 
 
 def doctor_report(
-    device: str | None = None, precision: str | None = None, attention: str | None = None
+    device: str | None = None,
+    precision: str | None = None,
+    attention: str | None = None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     """Status, decision and advice as JSON-ready data; ``usable`` says whether a load could work."""
     from .devices import decide, probe
@@ -44,7 +48,7 @@ def doctor_report(
     from .settings import parse_settings
 
     status = probe(free_memory=True)
-    extra = {"Device": device, "Precision": precision, "Attention": attention}
+    extra = {"Device": device, "Precision": precision, "Attention": attention, "Backend": backend}
     report: dict[str, Any] = {
         "acceleration": status.model_dump(mode="json"),
         "settings": {k: v for k, v in extra.items() if v is not None},
@@ -60,6 +64,7 @@ def doctor_report(
             "source": plan.source,
             "dtype": plan.dtype,
             "attn_implementation": plan.attn_implementation,
+            "backend": plan.backend,
             "why": plan.why,
         }
         check_device(plan.device)  # the loader's own placement probe: one real allocation
@@ -95,6 +100,12 @@ def render(report: dict[str, Any]) -> str:
         ("preferred device", acc["preferred_device"]),
         ("torch", f"{acc['torch_version']} (CUDA {acc['torch_cuda_version'] or 'none'})"),
         ("flash_attn", "installed" if acc["flash_attn_available"] else "not installed"),
+        (
+            "cuda_graphs",
+            "installed (faster-qwen3-tts)"
+            if acc["cuda_graphs_available"]
+            else "not installed (pip install 'qwen3tts-plugin[fast]')",
+        ),
         ("GPUs", acc["device_count"]),
     ]
     for gpu in acc["gpus"]:
@@ -114,6 +125,7 @@ def render(report: dict[str, Any]) -> str:
             ("device", f"{decision['device']} ({decision['source']})"),
             ("dtype", decision["dtype"]),
             ("attention", decision["attn_implementation"]),
+            ("backend", decision["backend"]),
             ("why", decision["why"]),
         ]
     if report["error"]:

@@ -73,6 +73,7 @@ def probe(free_memory: bool = False) -> AccelerationStatus:
     facts["torch_version"] = torch.__version__
     facts["torch_cuda_version"] = torch.version.cuda
     facts["flash_attn_available"] = flash_attn_available()
+    facts["cuda_graphs_available"] = cuda_graphs_available()
     gpus: list[GpuInfo] = []
     try:
         facts["cuda_available"] = bool(torch.cuda.is_available())
@@ -133,6 +134,25 @@ def flash_attn_available() -> bool:
     return True
 
 
+FAST_PACKAGE = "faster-qwen3-tts"
+FAST_SERIES = "0.3."
+"""faster-qwen3-tts 0.3.x is built on qwen-tts 0.1.1 and transformers < 5; 0.4 and later move
+to a transformers-5 fork and are not used."""
+
+
+def cuda_graphs_available() -> bool:
+    """Whether faster-qwen3-tts 0.3.x is installed (found, not imported: importing it imports
+    qwen_tts, seconds)."""
+    from importlib import metadata, util
+
+    if util.find_spec("faster_qwen3_tts") is None:
+        return False
+    try:
+        return metadata.version(FAST_PACKAGE).startswith(FAST_SERIES)
+    except metadata.PackageNotFoundError:
+        return False
+
+
 # --- the decision ----------------------------------------------------------------------------
 
 
@@ -146,6 +166,9 @@ class DevicePlan:
     dtype: str
     attn_implementation: str
     why: str
+    backend: str = "qwen_tts"
+    backend_source: str = "auto"
+    """'config' when the Backend setting named the backend, 'auto' when the engine chose."""
 
     @property
     def is_cuda(self) -> bool:
@@ -176,6 +199,8 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
         coerced = None
     else:
         dtype, attn, coerced = _cpu_choice(device, want_dtype, want_attn, why)
+    backend = _backend_choice(settings.Backend, device, status, why)
+    backend_source = "auto" if settings.Backend == "auto" else "config"
     plan = DevicePlan(
         requested=settings.Device,
         device=device,
@@ -183,6 +208,8 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
         dtype=dtype,
         attn_implementation=attn,
         why="; ".join(why),
+        backend=backend,
+        backend_source=backend_source,
     )
     if coerced:
         log.warning(
@@ -199,9 +226,41 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
         source=source,
         dtype=dtype,
         attn_implementation=attn,
+        backend=backend,
         why=plan.why,
     )
     return plan
+
+
+def _backend_choice(setting: str, device: str, status: AccelerationStatus, why: list[str]) -> str:
+    """qwen_tts or cuda_graphs: an explicit choice is honoured or refused, auto takes CUDA
+    graphs on a CUDA device when they are installed."""
+    on_cuda = device.startswith("cuda")
+    if setting == "qwen_tts":
+        why.append("Backend=qwen_tts set in config")
+        return "qwen_tts"
+    if setting == "cuda_graphs":
+        if not on_cuda:
+            raise TtsError(
+                "invalid_settings",
+                f"Backend=cuda_graphs runs only on CUDA GPUs, not on {device}",
+                "Set Backend=auto or qwen_tts, or Device=cuda:0.",
+            )
+        if not status.cuda_graphs_available:
+            raise TtsError(
+                "invalid_settings",
+                f"Backend=cuda_graphs needs {FAST_PACKAGE} {FAST_SERIES}x, which is not installed",
+                "pip install 'qwen3tts-plugin[fast]' (faster-qwen3-tts==0.3.2), or set "
+                "Backend=auto.",
+            )
+        why.append("Backend=cuda_graphs set in config")
+        return "cuda_graphs"
+    if on_cuda and status.cuda_graphs_available:
+        why.append("backend cuda_graphs (installed, CUDA device)")
+        return "cuda_graphs"
+    reason = f"{FAST_PACKAGE} not installed" if on_cuda else f"no CUDA graphs on {device}"
+    why.append(f"backend qwen_tts ({reason})")
+    return "qwen_tts"
 
 
 def _cpu_choice(

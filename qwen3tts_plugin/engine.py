@@ -83,6 +83,7 @@ class Prepared:
             device=self.plan.device,
             dtype=self.plan.dtype,
             attn_implementation=self.plan.attn_implementation,
+            backend=self.plan.backend,
         )
 
     @property
@@ -254,6 +255,8 @@ class Engine:
             cached=cached,
             voice_modes=list(prepared.facts.voice_modes),
             batch_size=prepared.batch_size,
+            backend=resident.key.backend,
+            codec_dtype=resident.backend.codec_dtype,
         )
 
     def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
@@ -402,7 +405,7 @@ class Engine:
     def _plan(self, settings: EngineSettings) -> DevicePlan:
         """The device decision for these settings, made (and logged) once per machine status."""
         status = acceleration_status()
-        key = (settings.Device, settings.Precision, settings.Attention)
+        key = (settings.Device, settings.Precision, settings.Attention, settings.Backend)
         known = self._plans.get(key)
         if known is not None and known[0] is status:
             return known[1]
@@ -577,6 +580,7 @@ class Engine:
             batch_size=max(run.texts for run in runs.values()),
             pieces=len(pieces),
             cut_pieces=len(cut),
+            backend=plan.backend,
         )
 
     # --- state ---------------------------------------------------------------------------

@@ -67,6 +67,7 @@ def load_model(path: Path, plan: DevicePlan) -> Qwen3TTSModel:
     model_cls = import_qwen_tts()
     check_device(plan.device)
     started = time.perf_counter()
+    model = None
     try:
         model = model_cls.from_pretrained(
             str(path),
@@ -74,6 +75,7 @@ def load_model(path: Path, plan: DevicePlan) -> Qwen3TTSModel:
             dtype=getattr(torch, plan.dtype),
             attn_implementation=plan.attn_implementation,
         )
+        keep_codec_in_float32(model, path, plan)
     except Exception as exc:  # noqa: BLE001 - from_pretrained raises anything; classified
         error = _classify_load_error(path, plan, exc)
         error.__cause__ = forget_locals(exc)
@@ -86,8 +88,8 @@ def load_model(path: Path, plan: DevicePlan) -> Qwen3TTSModel:
             set_pad_token(model)
             log.debug("tts.load.placed", device=plan.device, seconds=time.perf_counter() - started)
             return model
-        del model
-    free_device_memory()  # a half-built or rejected model must not hold (V)RAM
+    model = None  # a half-built or rejected model must not hold (V)RAM
+    free_device_memory()
     raise error
 
 
@@ -103,6 +105,31 @@ def set_pad_token(model: Qwen3TTSModel) -> None:
         talker.generation_config.pad_token_id = model.model.config.talker_config.codec_eos_token_id
     except AttributeError as exc:
         log.debug("tts.load.pad_token_unset", reason=str(exc))
+
+
+CODEC_DTYPE = "float32"
+"""The speech tokenizer (codec) always runs in float32: in half precision its SnakeBeta
+activations overflow into NaN, i.e. silent audio (the codec config's own
+``encoder_config.dtype`` is float32)."""
+
+
+def keep_codec_in_float32(model: Qwen3TTSModel, path: Path, plan: DevicePlan) -> None:
+    """Give a half-precision model its codec in float32, loaded on ``plan.device`` directly.
+
+    qwen_tts loads the codec with the talker's dtype; rounding its float32 weights to half and
+    back would lose them, so the codec is loaded again from its folder, in float32, with
+    ``device_map`` (never moved), and the half copy is dropped. A float32 plan keeps the codec
+    qwen_tts loaded.
+    """
+    if plan.dtype == CODEC_DTYPE:
+        return
+    from qwen_tts import Qwen3TTSTokenizer
+
+    codec = Qwen3TTSTokenizer.from_pretrained(
+        str(path / "speech_tokenizer"), device_map=plan.device, dtype=getattr(torch, CODEC_DTYPE)
+    )
+    model.model.load_speech_tokenizer(codec)
+    free_device_memory()  # the half-precision codec qwen_tts loaded first
 
 
 def forget_locals(exc: BaseException) -> BaseException:
@@ -150,16 +177,24 @@ def components(model: Qwen3TTSModel) -> dict[str, Any]:
     return found
 
 
+def component_dtypes(plan: DevicePlan) -> dict[str, str]:
+    """The dtype each component's parameters must have: the talker the plan's, the codec
+    float32."""
+    return {"model": plan.dtype, "speech_tokenizer.model": CODEC_DTYPE}
+
+
 def verify_placement(model: Qwen3TTSModel, plan: DevicePlan) -> None:
-    """Raise ``model_to_device_failed`` naming any tensor off ``plan.device`` or off its dtype.
+    """Raise ``model_to_device_failed`` naming any tensor off ``plan.device`` or off its dtype
+    (the plan's for the talker, float32 for the codec).
 
     Buffers may keep another floating dtype (rotary ``inv_freq``, codebook statistics stay
     float32 in half-precision loads); parameters may not.
     """
     target = torch.device(plan.device)
-    dtype = getattr(torch, plan.dtype)
+    dtypes = component_dtypes(plan)
     strays: list[str] = []
     for owner, module in components(model).items():
+        dtype = getattr(torch, dtypes[owner])
         for name, param in module.named_parameters():
             if not _same_device(param.device, target):
                 strays.append(f"{owner}.{name} on {param.device}")
@@ -181,7 +216,8 @@ def verify_placement(model: Qwen3TTSModel, plan: DevicePlan) -> None:
         shown = ", ".join(strays[:5]) + (f" (+{len(strays) - 5} more)" if len(strays) > 5 else "")
         raise TtsError(
             "model_to_device_failed",
-            f"not every component is on {plan.device} in {plan.dtype}: {shown}",
+            f"not every component is on {plan.device} in its dtype ({plan.dtype}, codec "
+            f"{CODEC_DTYPE}): {shown}",
             "A component was left behind (the cause of 'Expected all tensors to be on the same "
             "device'). Load with device_map only; do not move the model with .to() afterwards.",
         )

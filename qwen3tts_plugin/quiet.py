@@ -61,6 +61,20 @@ def quiet_import(
                 )
 
 
+@contextlib.contextmanager
+def quiet_output(source: str) -> Iterator[None]:
+    """What this thread prints in the block (a library's progress lines) into the debug log,
+    as ``tts.third_party.output``; other threads print as usual."""
+    python_out = io.StringIO()
+    try:
+        with _python_capture(python_out):
+            yield
+    finally:
+        text = python_out.getvalue().strip()
+        if text:
+            log.debug("tts.third_party.output", source=source, channel="python", text=text)
+
+
 def _import_with_fds_captured(module: str) -> None:
     with tempfile.TemporaryFile() as raw:
         try:

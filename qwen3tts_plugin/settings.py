@@ -25,6 +25,8 @@ PRECISIONS = {
     "bf16": "bfloat16",
     "bfloat16": "bfloat16",
 }
+BACKEND_NAMES = ("qwen_tts", "cuda_graphs")
+"""The backends a Backend setting may name (besides auto); backends.BACKENDS maps each."""
 MAX_BATCH_SIZE = 64
 DEFAULT_PIECE_CHARS = 200
 """About 45 s of Chinese or 13 s of English speech: far inside the default 2048-frame budget
@@ -98,6 +100,12 @@ class EngineSettings(BaseModel):
         default=True,
         description="Voice clone from the speaker embedding only (no transcript needed).",
     )
+    Backend: Literal[("auto", *BACKEND_NAMES)] = Field(  # type: ignore[valid-type]
+        default="auto",
+        description="What runs the generate calls. auto: cuda_graphs on a CUDA GPU when "
+        "faster-qwen3-tts is installed (pip install qwen3tts-plugin[fast]), else qwen_tts. "
+        "cuda_graphs asked for where it cannot run is refused, never swapped.",
+    )
     BatchSize: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = Field(
         default="auto",
         description=f"Most texts one generate call takes (1..{MAX_BATCH_SIZE}; 1 turns "
@@ -133,7 +141,7 @@ class EngineSettings(BaseModel):
             }
         return data
 
-    @field_validator("Precision", "Attention", mode="before")
+    @field_validator("Precision", "Attention", "Backend", mode="before")
     @classmethod
     def _fold_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -270,6 +270,7 @@ def test_resolution_is_logged_with_the_decision():
         "source": "config",
         "dtype": "float32",
         "attn_implementation": "sdpa",
+        "backend": "qwen_tts",
         "why": event["why"],
     }
 
@@ -302,3 +303,52 @@ def test_a_device_failure_hint_speaks_of_the_right_kind_of_gpu():
     assert cuda.code == mps.code == "model_to_device_failed"
     assert "nvidia-smi" in cuda.hint and "Apple" not in cuda.hint
     assert "Apple" in mps.hint and "NVIDIA" not in mps.hint and "Device=cpu" in mps.hint
+
+
+# --- the backend -------------------------------------------------------------------------------
+
+
+def with_graphs(status, available=True):
+    return status.model_copy(update={"cuda_graphs_available": available})
+
+
+def test_backend_auto_takes_cuda_graphs_only_on_cuda_with_the_extra_installed():
+    gpu = gpu_machine()
+    assert plan_for(CPU_ONLY).backend == "qwen_tts"
+    assert plan_for(with_graphs(CPU_ONLY)).backend == "qwen_tts"  # the CPU has no graphs
+    plan = plan_for(with_graphs(gpu))
+    assert (plan.backend, plan.backend_source) == ("cuda_graphs", "auto")
+    assert "backend cuda_graphs" in plan.why
+    plan = plan_for(gpu)
+    assert plan.backend == "qwen_tts" and "faster-qwen3-tts not installed" in plan.why
+    plan = plan_for(with_graphs(gpu), Backend="qwen_tts")
+    assert (plan.backend, plan.backend_source) == ("qwen_tts", "config")
+
+
+@pytest.mark.parametrize(
+    ("status", "device", "words"),
+    [
+        (with_graphs(CPU_ONLY), "cpu", "only on CUDA GPUs, not on cpu"),
+        (with_graphs(CPU_ONLY), "mps", "only on CUDA GPUs, not on mps"),
+        (gpu_machine(), "cuda:0", "faster-qwen3-tts 0.3.x, which is not installed"),
+    ],
+)
+def test_an_explicit_cuda_graphs_that_cannot_run_is_refused_never_swapped(status, device, words):
+    with pytest.raises(TtsError) as info:
+        plan_for(status, Device=device, Backend="cuda_graphs")
+    assert info.value.code == "invalid_settings" and words in info.value.detail
+    assert "Backend=auto" in info.value.hint
+
+
+def test_an_explicit_cuda_graphs_where_it_can_run_is_taken_in_any_case():
+    plan = plan_for(with_graphs(gpu_machine()), Device="cuda:0", Backend=" CUDA_Graphs ")
+    assert (plan.backend, plan.backend_source) == ("cuda_graphs", "config")
+
+
+def test_one_list_of_backends():
+    from qwen3tts_plugin.backends import BACKENDS
+    from qwen3tts_plugin.settings import BACKEND_NAMES
+
+    assert tuple(BACKENDS) == BACKEND_NAMES
+    schema = settings_schema()["properties"]["Backend"]
+    assert schema["enum"] == ["auto", *BACKEND_NAMES] and schema["default"] == "auto"

@@ -28,6 +28,7 @@ def test_json_on_this_machine_is_cpu_and_usable(capsys):
         "source": "detected",
         "dtype": "float32",
         "attn_implementation": "sdpa",
+        "backend": "qwen_tts",
         "why": report["decision"]["why"],
     }
     assert report["usable"] is True and report["error"] is None
@@ -46,7 +47,11 @@ def test_configured_cuda_here_exits_1_naming_model_to_device_failed(capsys):
 
 @pytest.mark.parametrize(
     ("argv", "code"),
-    [(["--device", "gpu"], "invalid_device"), (["--precision", "fp8"], "invalid_settings")],
+    [
+        (["--device", "gpu"], "invalid_device"),
+        (["--precision", "fp8"], "invalid_settings"),
+        (["--device", "cpu", "--backend", "cuda_graphs"], "invalid_settings"),
+    ],
 )
 def test_bad_settings_are_reported_with_their_code(capsys, argv, code):
     exit_code, out, _ = run(capsys, *argv, "--json")

@@ -78,6 +78,9 @@ def test_loads_on_cuda_with_every_component_there(pm, engine, tiny, device, prec
             assert tensor.device == torch.device("cuda:0"), name
     assert model.device == torch.device("cuda:0")
     assert model.model.speech_tokenizer.device == torch.device("cuda:0")
+    codec = components(model)["speech_tokenizer.model"]
+    assert result.codec_dtype == "float32"
+    assert {p.dtype for p in codec.parameters()} == {torch.float32}  # never half: NaN, silence
     record(
         check="load",
         device=device,
@@ -85,7 +88,44 @@ def test_loads_on_cuda_with_every_component_there(pm, engine, tiny, device, prec
         seconds=round(seconds, 3),
         dtype=result.dtype,
         attn=result.attn_implementation,
+        backend=result.backend,
     )
+
+
+def test_cuda_graphs_backend_loads_captures_and_speaks(pm, tiny, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from qwen3tts_plugin.devices import cuda_graphs_available
+
+    if not cuda_graphs_available():
+        pytest.skip("faster-qwen3-tts 0.3.x not installed (pip install qwen3tts-plugin[fast])")
+    config = config_for(tiny["custom_voice"], Device="cuda:0", Backend="cuda_graphs")
+    started = time.perf_counter()
+    loaded = pm.hook.tts_load(config=config)
+    load_s = time.perf_counter() - started
+    assert (loaded.backend, loaded.codec_dtype) == ("cuda_graphs", "float32")
+    out = tmp_path / "graphs.wav"
+    result = pm.hook.tts_synthesize(
+        request=SynthesisRequest(
+            config=config,
+            text="Hello world.",
+            out_path=out,
+            generation=GenerationParams(max_new_tokens=24, seed=1, allow_cut=True),
+        )
+    )
+    audio, _ = sf.read(str(out))
+    assert result.backend == "cuda_graphs" and np.isfinite(audio).all() and audio.size
+    with pytest.raises(TtsError, match="invalid_settings"):  # the graphs cannot honour greedy
+        pm.hook.tts_synthesize(
+            request=SynthesisRequest(
+                config=config,
+                text="Hello world.",
+                out_path=tmp_path / "greedy.wav",
+                generation=GenerationParams(do_sample=False, max_new_tokens=24, allow_cut=True),
+            )
+        )
+    record(check="cuda_graphs", load_s=round(load_s, 3), rtf=round(result.rtf, 3))
 
 
 def test_auto_policy_on_this_card(pm, tiny):

@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from ..devices import DevicePlan
     from ..voices import VoicePlan
 
-BACKENDS = {"qwen_tts": "qwen3tts_plugin.backends.qwen_tts:QwenTtsBackend"}
-"""Backend name → ``module:class``; the one list of backends."""
+BACKENDS = {
+    "qwen_tts": "qwen3tts_plugin.backends.qwen_tts:QwenTtsBackend",
+    "cuda_graphs": "qwen3tts_plugin.backends.cuda_graphs:CudaGraphsBackend",
+}
+"""Backend name (settings.BACKEND_NAMES) → ``module:class``."""
 
 DEFAULT_BACKEND = "qwen_tts"
 
@@ -65,6 +68,10 @@ class Backend(Protocol):
     @property
     def sample_rate(self) -> int:
         """Rate of the waveforms ``generate`` returns, in Hz."""
+
+    @property
+    def codec_dtype(self) -> str:
+        """Precision the speech tokenizer (codec) runs in."""
 
     def generate(
         self, texts: Sequence[str], voices: Sequence[VoicePlan], params: GenerationParams

@@ -48,6 +48,10 @@ class QwenTtsBackend:
         return self._model
 
     @property
+    def codec_dtype(self) -> str:
+        return str(self.model.model.speech_tokenizer.model.dtype).removeprefix("torch.")
+
+    @property
     def sample_rate(self) -> int:
         return self.model.model.speech_tokenizer.get_output_sample_rate()
 
