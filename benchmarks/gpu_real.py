@@ -474,6 +474,7 @@ def _direct_call(model: Any, texts: list[str]) -> Call:
 OFFICIAL = "(a) official qwen_tts"
 POLICY = "(b) plugin policy"
 BATCH = f"(c) plugin batch of {len(SEGMENTS)}"
+GRAPHS = "(d) plugin cuda_graphs"
 
 
 def _failed(label: str, exc: BaseException) -> dict[str, Any]:
@@ -520,8 +521,10 @@ def _official(path: pathlib.Path, device: str, frames: int, repeats: int, dtype:
     )
 
 
-def _hook_call(pm: Any, config: Any, folder: pathlib.Path) -> Call:
-    """One ``pm.hook.tts_synthesize`` call (generation and the WAV write)."""
+def _hook_call(pm: Any, config: Any, folder: pathlib.Path, extra_frame: int = 1) -> Call:
+    """One ``pm.hook.tts_synthesize`` call (generation and the WAV write). ``extra_frame``:
+    qwen_tts's loop returns max_new_tokens - 1 frames of a text that never ends, the CUDA
+    graphs max_new_tokens."""
     from hookspecs import GenerationParams, SynthesisRequest, Voice
 
     def call(frames: int, seed: int) -> list[float]:
@@ -530,7 +533,9 @@ def _hook_call(pm: Any, config: Any, folder: pathlib.Path) -> Call:
             text=TEXT,
             out_path=folder / "hook.wav",
             voice=Voice(speaker=SPEAKER, language=LANGUAGE),
-            generation=GenerationParams(max_new_tokens=frames + 1, seed=seed, allow_cut=True),
+            generation=GenerationParams(
+                max_new_tokens=frames + extra_frame, seed=seed, allow_cut=True
+            ),
         )
         result = pm.hook.tts_synthesize(request=request)
         return [_frames(round(result.duration_s * SAMPLE_RATE))]
@@ -575,7 +580,8 @@ def _policy_and_batch(path: pathlib.Path, device: str, frames: int, repeats: int
 
     pm = plugin_manager()
     config = EngineConfig(
-        provider="qwen3_tts", extra_params={"ModelPath": str(path), "Device": "auto"}
+        provider="qwen3_tts",
+        extra_params={"ModelPath": str(path), "Device": "auto", "Backend": "qwen_tts"},
     )
     folder = pathlib.Path(tempfile.mkdtemp(prefix="bench-gpu-real-"))
     engine = get_engine()
@@ -612,6 +618,46 @@ def _policy_and_batch(path: pathlib.Path, device: str, frames: int, repeats: int
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _graphs(path: pathlib.Path, device: str, frames: int, repeats: int) -> dict[str, Any]:
+    """(d) the plugin's hooks with Backend=cuda_graphs, one text per call; its load time
+    includes the graph capture. Skipped where the graphs cannot run."""
+    from hookspecs import EngineConfig, plugin_manager
+    from qwen3tts_plugin.devices import cuda_graphs_available
+    from qwen3tts_plugin.hooks import get_engine
+
+    if not device.startswith("cuda"):
+        return {"label": GRAPHS, "skipped": "CUDA graphs need a CUDA device"}
+    if not cuda_graphs_available():
+        return {"label": GRAPHS, "skipped": "faster-qwen3-tts 0.3.x not installed"}
+    pm = plugin_manager()
+    config = EngineConfig(
+        provider="qwen3_tts",
+        extra_params={"ModelPath": str(path), "Device": device, "Backend": "cuda_graphs"},
+    )
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="bench-gpu-graphs-"))
+    try:
+        _sync(device)
+        started = time.perf_counter()
+        loaded = pm.hook.tts_load(config=config)
+        _sync(device)
+        load_s = time.perf_counter() - started
+        run = _run(_hook_call(pm, config, folder, extra_frame=0), frames, repeats, device)
+        return _figures(
+            run,
+            frames,
+            label=GRAPHS,
+            how="pm.hook.tts_synthesize, Backend=cuda_graphs (faster-qwen3-tts 0.3.2)",
+            device=loaded.device,
+            dtype=loaded.dtype,
+            attn=loaded.attn_implementation,
+            load_s=load_s,
+            cold_start_includes="graph capture",
+        )
+    finally:
+        get_engine().release()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_benchmark(
     path: pathlib.Path,
     device: str = "cuda:0",
@@ -625,6 +671,7 @@ def run_benchmark(
         policy, batch = _policy_and_batch(path, device, frames, repeats)
     except Exception as exc:  # noqa: BLE001 - a failed load is reported like a failed run
         policy, batch = _failed(POLICY, exc), _failed(BATCH, exc)
+    graphs = _guard(GRAPHS, lambda: _graphs(path, device, frames, repeats))
     return {
         **_machine(device),
         "model": _describe(path),
@@ -635,8 +682,9 @@ def run_benchmark(
         "segments": list(SEGMENTS),
         "speaker": SPEAKER,
         "language": LANGUAGE,
-        "configs": {"official": official, "policy": policy, "batch": batch},
+        "configs": {"official": official, "policy": policy, "batch": batch, "graphs": graphs},
         "batch_speedup": _speedup(batch, policy),
+        "graphs_speedup": _speedup(graphs, official),
         "eos_suppression": "the random checkpoint's codec_head row for codec EOS (2150) is zero, "
         "so EOS's logit is exactly 0, the median of the other candidates: top-k 50 sampling "
         "never draws it; max_new_tokens = frames + 1 gives exactly `frames` frames (qwen_tts "
@@ -652,8 +700,9 @@ def run_benchmark(
 
 
 def _speedup(batch: dict[str, Any], one_by_one: dict[str, Any]) -> float | None:
-    """Audio per wall second of (c) over (b): what sharing one generate call gains."""
-    if "error" in batch or "error" in one_by_one:
+    """Audio per wall second of one configuration over another, e.g. (c) over (b): what
+    sharing one generate call gains."""
+    if any("error" in cfg or "skipped" in cfg for cfg in (batch, one_by_one)):
         return None
     return batch["audio_s_per_wall_s"]["median"] / one_by_one["audio_s_per_wall_s"]["median"]
 
@@ -669,6 +718,8 @@ def _row(cfg: dict[str, Any]) -> str:
     """One table line: throughput, latency, one-frame latency, memory."""
     if "error" in cfg:
         return f"{cfg['label']:<24} FAILED: {cfg['error']}"
+    if "skipped" in cfg:
+        return f"{cfg['label']:<24} skipped: {cfg['skipped']}"
     speed = cfg["audio_s_per_wall_s"]
     spread = f"{speed['median']:.3f}x ({speed['min']:.3f}-{speed['max']:.3f})"
     return (
@@ -682,6 +733,8 @@ def _produced(cfg: dict[str, Any]) -> str:
     """The distinct frame counts a configuration produced, e.g. ``8x48``."""
     if "error" in cfg:
         return "failed"
+    if "skipped" in cfg:
+        return "skipped"
     counts = sorted({f for call in cfg["frames_produced"] for f in call})
     items = cfg["items_per_call"]
     return ("" if items == 1 else f"{items}x") + "/".join(map(str, counts))
@@ -690,7 +743,7 @@ def _produced(cfg: dict[str, Any]) -> str:
 def rows(result: dict[str, Any]) -> list[str]:
     """Human-readable lines for the benchmark table."""
     frames, configs = result["frames"], result["configs"]
-    ok = all(cfg.get("frames_ok") for cfg in configs.values())
+    ok = all(cfg.get("frames_ok") for cfg in configs.values() if "skipped" not in cfg)
     produced = ", ".join(f"{name} {_produced(cfg)}" for name, cfg in configs.items())
     model = result["model"]
     return [
@@ -709,6 +762,12 @@ def rows(result: dict[str, Any]) -> list[str]:
             "failed"
             if result.get("batch_speedup") is None
             else f"batch speed-up {result['batch_speedup']:.2f}x"
+        ),
+        "(d) over (a), the seed's path: "
+        + (
+            "n/a"
+            if result.get("graphs_speedup") is None
+            else f"{result['graphs_speedup']:.2f}x (load includes the graph capture)"
         ),
     ]
 

@@ -117,7 +117,8 @@ def test_shrunken_build_generates_exactly_the_frames_asked(shrunk, one_thread):
 def test_run_benchmark_measures_three_configurations_on_cpu(shrunk, one_thread):
     result = gpu_real.run_benchmark(shrunk, device="cpu", frames=3, repeats=1)
     configs = result["configs"]
-    assert list(configs) == ["official", "policy", "batch"]
+    assert list(configs) == ["official", "policy", "batch", "graphs"]
+    assert configs.pop("graphs")["skipped"] == "CUDA graphs need a CUDA device"
     for cfg in configs.values():
         assert "error" not in cfg, cfg
         assert cfg["frames_ok"], cfg["frames_produced"]
@@ -142,6 +143,7 @@ def test_run_benchmark_measures_three_configurations_on_cpu(shrunk, one_thread):
 def test_a_failing_configuration_is_reported_not_raised(tmp_path, one_thread):
     result = gpu_real.run_benchmark(tmp_path, device="cpu", frames=2, repeats=1)
     configs = result["configs"]
+    assert "skipped" in configs.pop("graphs")
     assert all("error" in cfg for cfg in configs.values()), configs
     assert "model_invalid" in configs["policy"]["error"]
     assert sum("FAILED" in line for line in gpu_real.rows(result)) == 3
@@ -165,7 +167,7 @@ def test_measure_quick_on_cuda():
             json.dump(result, f, indent=2)
     print("\n".join(result["rows"]))
     assert result["card"] == torch.cuda.get_device_name(0)
-    configs = result["configs"]
+    configs = {k: v for k, v in result["configs"].items() if "skipped" not in v}
     for cfg in configs.values():
         assert "error" not in cfg, cfg
         assert cfg["frames_ok"], cfg["frames_produced"]
