@@ -18,11 +18,11 @@ from hookspecs import EngineConfig, GenerationParams, SynthesisRequest
 pm = hookspecs.plugin_manager()
 t1 = time.perf_counter()
 config = EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": sys.argv[1]})
-out = tempfile.mkdtemp() + "/cold.wav"
-result = pm.hook.tts_synthesize(request=SynthesisRequest(
-    config=config, text="Cold start.", out_path=out,
-    generation=GenerationParams(max_new_tokens=int(sys.argv[2]), seed=0, allow_cut=True)))
-t2 = time.perf_counter()
+with tempfile.TemporaryDirectory(prefix="bench-cold-") as folder:
+    result = pm.hook.tts_synthesize(request=SynthesisRequest(
+        config=config, text="Cold start.", out_path=folder + "/cold.wav",
+        generation=GenerationParams(max_new_tokens=int(sys.argv[2]), seed=0, allow_cut=True)))
+    t2 = time.perf_counter()
 print(json.dumps({"registration_s": t1 - t0, "first_call_s": t2 - t1,
                   "load_s": result.load_s, "synth_s": result.synth_s}))
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +75,10 @@ def overhead(model_dir: Path, repeats: int, max_new_tokens: int) -> dict[str, An
         )
         sf.write(folder / "direct.wav", wavs[0], rate, subtype="PCM_16")
 
-    timings = interleaved({"hook": through_hook, "direct": direct}, n=repeats, warmup=1)
+    try:
+        timings = interleaved({"hook": through_hook, "direct": direct}, n=repeats, warmup=1)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     ratio = timings["hook"].median / timings["direct"].median
     return {
         "max_new_tokens": max_new_tokens,
@@ -136,16 +140,19 @@ def concurrency(model_dir: Path, threads: int, calls: int, max_new_tokens: int) 
         return errors, loads
 
     total = threads * calls
-    started = time.perf_counter()
-    for i in range(total):
-        one(i)
-    sequential_s = time.perf_counter() - started
-    sizes.clear()
-    get_engine().release()
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        outcomes = list(pool.map(worker, range(threads)))
-    concurrent_s = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        for i in range(total):
+            one(i)
+        sequential_s = time.perf_counter() - started
+        sizes.clear()
+        get_engine().release()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            outcomes = list(pool.map(worker, range(threads)))
+        concurrent_s = time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     errors = sum(e for e, _ in outcomes)
     loads = sum(n for _, n in outcomes)
     speedup = sequential_s / concurrent_s

@@ -27,6 +27,7 @@ from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore,
 
 EXIT_ERROR = 2
 EXIT_NO_ENGINE = 3
+EXIT_PORT_BUSY = 4
 HOST_ERRORS = (SettingsFileError, UnknownConfigError, ScriptError, ManifestError)
 
 
@@ -166,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     except TtsError as err:
         _report(err, args.debug, f"{err.code}: {err.detail}", err.hint)
         return EXIT_NO_ENGINE if err.code == "no_engine" else EXIT_ERROR
+    except commands.PortBusyError as exc:
+        _report(exc, args.debug, f"error: {exc}")
+        return EXIT_PORT_BUSY
     except HOST_ERRORS as exc:
         _report(exc, args.debug, f"error: {exc}")
         return EXIT_ERROR

@@ -238,12 +238,38 @@ def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
 # --- serve --------------------------------------------------------------------------------
 
 
+class PortBusyError(Exception):
+    """The address ``serve`` was asked to listen on is taken (or not ours to take)."""
+
+
 def cmd_serve(args: argparse.Namespace, store: SettingsStore) -> int:
-    """The HTTP preview routes, served by uvicorn until interrupted."""
+    """The HTTP routes, served by uvicorn until interrupted.
+
+    Before serving: the settings file is read (a malformed one is reported now), the engines
+    are found (``no_engine`` otherwise), and the address is bound (``PortBusyError``); then the
+    URL and the engines go to stdout.
+    """
+    import socket
+
     import uvicorn
 
     from .http import create_app
 
-    store.load()  # a malformed file is reported now, not on the first request
-    uvicorn.run(create_app(store.path), host=args.host, port=args.port, log_config=None)
+    store.load()
+    pm = engines.plugin_manager()
+    found = engines.all_capabilities(pm)
+    try:
+        sock = socket.create_server((args.host, args.port))
+    except OSError as exc:
+        raise PortBusyError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another "
+            "--port, or stop what holds it"
+        ) from None
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    bound_port = sock.getsockname()[1]
+    names = ", ".join(f"{caps.provider} ({caps.display_name} {caps.version})" for caps in found)
+    print(f"serving http://{host}:{bound_port}/  engines: {names}  settings: {store.path}")
+    sys.stdout.flush()
+    config = uvicorn.Config(create_app(store.path, pm=pm), log_config=None)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

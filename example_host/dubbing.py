@@ -111,6 +111,22 @@ def read_manifest(path: Path) -> dict[int, dict[str, Any]]:
         ) from None
 
 
+FILE_MODE = 0o644
+"""The mode of every file dub leaves (the engine writes its WAVs 0644 too)."""
+
+STALE_PATTERNS = (".seg_*.wav.*.tmp", ".manifest.*.tmp", ".seg_*.wav.moving")
+"""Temporary files a run that crashed may leave: a WAV or manifest being written, a reused WAV
+being renamed. The next run in the folder removes them (one dub per folder at a time)."""
+
+
+def remove_stale_temp_files(out_dir: Path) -> list[Path]:
+    """Remove the temporary files an earlier, interrupted run left in ``out_dir``."""
+    stale = [path for pattern in STALE_PATTERNS for path in out_dir.glob(pattern)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_manifest(path: Path, header: dict[str, Any], entries: dict[int, dict]) -> None:
     """Write the manifest atomically (temp file in the same folder, then ``os.replace``)."""
     data = {**header, "segments": [entries[n] for n in sorted(entries)]}
@@ -119,6 +135,7 @@ def write_manifest(path: Path, header: dict[str, Any], entries: dict[int, dict])
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes it private; the manifest is not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -217,6 +234,7 @@ def dub(
     voice = voice or Voice()
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out_dir)
     manifest = out_dir / MANIFEST
     old = read_manifest(manifest)
     fp = fingerprint(config, generation, voice)

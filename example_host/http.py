@@ -24,45 +24,68 @@ from . import engines
 from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore, UnknownConfigError
 
 UNPROCESSABLE = 422
-UNAVAILABLE_CODES = frozenset(
-    {
-        "model_not_found",
-        "model_invalid",
-        "unknown_model_key",
-        "model_to_device_failed",
-        "engine_unavailable",
-        "no_engine",
-    }
-)
-INVALID_CODES = frozenset(
-    {
-        "invalid_device",
-        "invalid_settings",
-        "invalid_request",
-        "empty_text",
-        "invalid_text",
-        "instruct_required",
-        "synthesis_truncated",
-        "unknown_provider",
-    }
-)
 TOO_LARGE = 413
-TOO_LARGE_CODES = frozenset({"text_too_long", "request_too_large"})
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Default limit on a request body (JSON): far above MaxChars of text, far below a flood."""
 
+HOST_CODES = {
+    "invalid_request": "the request body does not validate",
+    "request_too_large": "the request body is over the server's limit",
+    "unknown_config": "no stored config has this id",
+    "unknown_provider": "no installed engine answers the config's provider",
+    "no_engine": "no text-to-speech engine is installed",
+    "settings_file_invalid": "the host's settings file cannot be read",
+}
+"""The host's own codes, beside the contract's ``hookspecs.ERROR_CODES``."""
+
+STATUS_BY_CODE = {
+    # the request is wrong: the caller can fix it
+    **dict.fromkeys(
+        (
+            "invalid_request",
+            "invalid_device",
+            "invalid_settings",
+            "empty_text",
+            "invalid_text",
+            "instruct_required",
+            "unsupported_mode",
+            "unsupported_speaker",
+            "unsupported_language",
+            "ref_audio_invalid",
+            "ref_text_required",
+            "synthesis_truncated",
+            "unknown_provider",
+        ),
+        UNPROCESSABLE,
+    ),
+    "text_too_long": TOO_LARGE,
+    "request_too_large": TOO_LARGE,
+    "unknown_config": 404,
+    # the engine cannot serve it until the machine changes (a model, a driver, a package)
+    **dict.fromkeys(
+        (
+            "unknown_model_key",
+            "model_not_found",
+            "model_invalid",
+            "model_load_failed",
+            "model_to_device_failed",
+            "engine_unavailable",
+            "no_engine",
+        ),
+        503,
+    ),
+    # the server itself failed
+    **dict.fromkeys(
+        ("synthesis_failed", "invalid_audio", "output_write_failed", "settings_file_invalid"),
+        500,
+    ),
+}
+"""HTTP status of every code, the contract's and the host's (README, "HTTP")."""
+
 
 def status_for(code: str) -> int:
-    """The HTTP status for a ``TtsError`` code."""
-    if code in TOO_LARGE_CODES:
-        return TOO_LARGE
-    if code in INVALID_CODES or code.startswith(("unsupported_", "ref_")):
-        return UNPROCESSABLE
-    if code in UNAVAILABLE_CODES:
-        return 503
-    if code == "unknown_config":
-        return 404
-    return 500
+    """The HTTP status for an error code; 500 for a code no list knows (another engine's)."""
+    return STATUS_BY_CODE.get(code, 500)
 
 
 class SettingsUpdate(BaseModel):

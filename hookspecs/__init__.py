@@ -8,7 +8,7 @@ register under the ``autocut_tts`` entry-point group. Importing this package nev
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import TtsError
+from .errors import ERROR_CODES, TtsError
 from .manager import plugin_manager
 from .markers import PROJECT, hookimpl, hookspec
 from .specs import (
@@ -67,6 +67,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ERROR_CODES",
     "PROJECT",
     "AccelerationStatus",
     "BatchItem",

@@ -750,3 +750,61 @@ def test_dub_resume_matches_by_text_so_an_inserted_line_is_the_only_one_spoken(
     assert all(entries[n]["path"] == f"seg_{n:04d}.wav" for n in entries)
     assert re.search(r"\bok\s+1\b", stdout) and re.search(r"\bresumed\s+3\b", stdout)
     assert not list(out.glob(".*moving"))
+
+
+def test_serve_says_where_it_listens_and_which_engines_it_found(settings, tmp_path):
+    import httpx
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "example_host", "--settings", str(settings)]
+    server = subprocess.Popen(
+        [*command, "serve", "--port", "0"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = server.stdout.readline()
+        match = re.match(r"serving (http://127\.0\.0\.1:(\d+)/)  engines: qwen3_tts \(", line)
+        assert match, line
+        assert f"settings: {settings}" in line
+        for _ in range(50):  # uvicorn starts accepting just after the line
+            try:
+                response = httpx.get(match.group(1) + "api/tts/status", timeout=2)
+                break
+            except httpx.TransportError:
+                import time
+
+                time.sleep(0.1)
+        assert response.status_code == 200 and response.json()[0]["provider"] == "qwen3_tts"
+        busy = subprocess.run(
+            [*command, "serve", "--port", match.group(2)], capture_output=True, text=True, env=env
+        )
+        assert busy.returncode == 4 and busy.stdout == ""
+        assert f"cannot listen on 127.0.0.1:{match.group(2)}" in busy.stderr
+        none = subprocess.run(
+            [*command, "serve", "--port", "0"],
+            capture_output=True,
+            text=True,
+            env={**env, "AUTOCUT_TTS_PLUGINS": ""},
+        )
+        assert none.returncode == 3 and none.stderr.startswith("no_engine: ")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_dub_removes_what_a_crashed_run_left_and_writes_files_of_one_mode(host, settings, tmp_path):
+    script, out = tmp_path / "script.txt", tmp_path / "dub"
+    script.write_text("Alpha one.\nBravo two.\n", encoding="utf-8")
+    out.mkdir()
+    left = [
+        out / ".seg_0002.wav.k3j2l1.tmp",
+        out / ".manifest.x8y.tmp",
+        out / ".seg_0001.wav.moving",
+    ]
+    for path in left:
+        path.write_bytes(b"half written")
+    keep = out / "notes.txt"
+    keep.write_text("mine")
+    assert host("--settings", settings, "dub", script, "--out-dir", out, *FAST)[0] == 0
+    assert not any(path.exists() for path in left) and keep.read_text() == "mine"
+    modes = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir() if path != keep}
+    assert set(modes.values()) == {0o644}, modes

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 import hookspecs
-from example_host.http import create_app, status_for
+from example_host.http import HOST_CODES, STATUS_BY_CODE, create_app, status_for
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what the dev extra installs
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -243,6 +243,34 @@ def test_a_malformed_settings_file_is_500_and_kept(tmp_path, pm):
         response = client.get("/api/tts/settings")
     assert response.status_code == 500 and response.json()["code"] == "settings_file_invalid"
     assert path.read_text() == "{nope"
+
+
+def test_every_error_code_has_a_documented_http_status():
+    codes = set(hookspecs.ERROR_CODES) | set(HOST_CODES)
+    assert set(STATUS_BY_CODE) == codes
+    readme = (Path(__file__).parents[1] / "example_host" / "README.md").read_text()
+    table = readme[readme.index("| status | codes |") :]
+    for code in codes:
+        assert f"`{code}`" in table, code
+    assert status_for("another_engines_code") == 500
+
+
+def test_every_code_the_sources_raise_is_listed():
+    """A TtsError with a code no list knows would reach a host unmapped."""
+    import ast
+
+    root = Path(__file__).parents[1]
+    known = {
+        "qwen3tts_plugin": set(hookspecs.ERROR_CODES),
+        "example_host": set(hookspecs.ERROR_CODES) | set(HOST_CODES),
+    }
+    for package, codes in known.items():
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                name = getattr(node, "func", None)
+                called = getattr(name, "id", getattr(name, "attr", None))
+                if called == "TtsError" and node.args and isinstance(node.args[0], ast.Constant):
+                    assert node.args[0].value in codes, (path.name, node.args[0].value)
 
 
 def test_status_mapping():
