@@ -102,10 +102,9 @@ def cmd_settings_unset(args: argparse.Namespace, store: SettingsStore) -> int:
 def _change(store: SettingsStore, config_id: str, changes: dict[str, Any]) -> int:
     config = store.config(config_id)
     if any(value is not None for value in changes.values()):
-        caps = engines.engine_for(
-            engines.plugin_manager(), config["provider"], engines.engine_config(config)
-        )
-        for warning in engines.check_changes(caps, changes):
+        pm = engines.plugin_manager()
+        caps = engines.engine_for(pm, config["provider"], engines.engine_config(config))
+        for warning in engines.check_changes(pm, caps, changes):
             print(f"warning: {warning}", file=sys.stderr)
     config = store.update_extra_params(config_id, changes)
     for key, value in changes.items():
@@ -124,7 +123,7 @@ def cmd_preview(args: argparse.Namespace, store: SettingsStore) -> int:
     given stay None, so the engine takes Speaker, Instruct, RefAudio, ... from extra_params.
     """
     pm = engines.plugin_manager()
-    stored = store.config(args.config)
+    stored = store.enabled_config(args.config)
     engines.engine_for(pm, stored["provider"])
     config = engines.engine_config(stored)
     voice_fields = {
@@ -160,7 +159,7 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
     engine's ``BatchSize`` for this run (the settings file is not changed).
     """
     pm = engines.plugin_manager()
-    stored = store.config(args.config)
+    stored = store.enabled_config(args.config)
     engines.engine_for(pm, stored["provider"])
     segments = scripts.read_script(args.script)
     if args.batch_size is not None:
@@ -208,7 +207,7 @@ def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
     run use the tiny checkpoint, in memory: the settings file is not changed.
     """
     pm = engines.plugin_manager()
-    stored = store.config(args.config)
+    stored = store.enabled_config(args.config)
     caps = engines.engine_for(pm, stored["provider"], engines.engine_config(stored))
     params = stored.get("extra_params", {})
     if not engines.model_configured(caps, params):

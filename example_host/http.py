@@ -35,6 +35,7 @@ HOST_CODES = {
     "unknown_provider": "no installed engine answers the config's provider",
     "no_engine": "no text-to-speech engine is installed",
     "settings_file_invalid": "the host's settings file cannot be read",
+    "config_disabled": 'the config says "enabled": false',
 }
 """The host's own codes, beside the contract's ``hookspecs.ERROR_CODES``."""
 
@@ -61,6 +62,7 @@ STATUS_BY_CODE = {
     "text_too_long": TOO_LARGE,
     "request_too_large": TOO_LARGE,
     "unknown_config": 404,
+    "config_disabled": 409,
     # the engine cannot serve it until the machine changes (a model, a driver, a package)
     **dict.fromkeys(
         (
@@ -152,7 +154,7 @@ def create_app(
     def update_settings(config_id: str, body: SettingsUpdate) -> dict[str, Any]:
         config = store.config(config_id)
         caps = engines.engine_for(pm, config["provider"], engines.engine_config(config))
-        warnings = engines.check_changes(caps, body.extra_params)
+        warnings = engines.check_changes(pm, caps, body.extra_params)
         config = store.update_extra_params(config_id, body.extra_params)
         return {"config_id": config_id, "config": config, "warnings": warnings}
 
@@ -172,7 +174,7 @@ def _speak(
     The config's extra_params, Device included, reach the engine unchanged. Without
     ``voice.mode`` the model is loaded first and speaks in its own mode (``voice_modes[0]``).
     """
-    stored = store.config(body.config_id)
+    stored = store.enabled_config(body.config_id)
     engines.engine_for(pm, stored["provider"])
     config = engines.engine_config(stored)
     voice = engines.voice_with_mode(pm, config, body.voice or Voice())

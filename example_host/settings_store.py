@@ -113,6 +113,20 @@ class SettingsStore:
         """One config (a copy) by id."""
         return copy.deepcopy(config_of(self.load(), config_id, self.path))
 
+    def enabled_config(self, config_id: str) -> dict[str, Any]:
+        """One config to speak with: ``config_disabled`` when it says ``"enabled": false``."""
+        config = self.config(config_id)
+        if config.get("enabled", True) is False:
+            from hookspecs import TtsError
+
+            raise TtsError(
+                "config_disabled",
+                f'config {config_id!r} is disabled ("enabled": false in {self.path})',
+                f'Set "enabled": true for {config_id!r} in the settings file, or choose '
+                "another config (--config / config_id).",
+            )
+        return config
+
     def update_extra_params(self, config_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply ``changes`` to a config's extra_params (None removes a key), save, return it."""
         data = self.load()

@@ -13,6 +13,7 @@ from .manager import plugin_manager
 from .markers import PROJECT, hookimpl, hookspec
 from .specs import (
     tts_capabilities,
+    tts_check_settings,
     tts_load,
     tts_status,
     tts_synthesize,
@@ -89,6 +90,7 @@ __all__ = [
     "hookspec",
     "plugin_manager",
     "tts_capabilities",
+    "tts_check_settings",
     "tts_load",
     "tts_status",
     "tts_synthesize",

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # annotations only: plugin_manager() stays free of pydantic's
         Capabilities,
         EngineConfig,
         EngineStatus,
+        ErrorInfo,
         LoadResult,
         SynthesisRequest,
         SynthesisResult,
@@ -32,6 +33,20 @@ def tts_capabilities(config: EngineConfig | None) -> Capabilities:
     the config selects (``ModelInfo.configured``); other engines answer with their defaults.
     A setting that does not validate never fails this hook: the engine falls back to its
     defaults for that setting (``tts_load`` reports the error).
+    """
+
+
+@hookspec(firstresult=True)
+def tts_check_settings(config: EngineConfig) -> list[ErrorInfo] | None:
+    """Say whether the engine accepts ``config.extra_params`` as settings, with its own words.
+
+    For a host's settings form and ``settings set``: each value is judged exactly as a load
+    would judge it (forms, ranges, case, known model keys), without loading or probing
+    anything, so a setting for a machine the user will move to (``Device=cuda:0`` here) is
+    accepted. Returns ``[]`` when every setting is accepted, else one ``ErrorInfo`` per refusal
+    (``invalid_settings``, ``invalid_device``, ``unknown_model_key``); None when
+    ``config.provider`` is not this engine's (firstresult). Keys the engine does not know are
+    ignored (other engines share ``extra_params``).
     """
 
 

@@ -27,11 +27,24 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--precision", help="Precision setting (auto, fp32, fp16, bf16)")
     doctor.add_argument("--attention", help="Attention setting (auto, sdpa, ...)")
     doctor.add_argument("--backend", help="Backend setting (auto, qwen_tts, cuda_graphs)")
+    doctor.add_argument("--model-key", help="ModelKey setting (default: custom_0_6b)")
+    doctor.add_argument("--models-dir", help="ModelsDir setting (default: $QWEN_TTS_MODELS_DIR)")
+    doctor.add_argument("--model-path", help="ModelPath setting (a model folder)")
     doctor.add_argument("--json", action="store_true", help="print JSON only")
     doctor.add_argument("-v", "--verbose", action="store_true", help="log decisions to stderr")
     args = parser.parse_args(argv)
     _configure_logging(verbose=args.verbose)
-    report = doctor_report(args.device, args.precision, args.attention, args.backend)
+    report = doctor_report(
+        args.device,
+        args.precision,
+        args.attention,
+        args.backend,
+        model={
+            "ModelKey": args.model_key,
+            "ModelsDir": args.models_dir,
+            "ModelPath": args.model_path,
+        },
+    )
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0 if report["usable"] else 1
 
@@ -41,6 +54,7 @@ def doctor_report(
     precision: str | None = None,
     attention: str | None = None,
     backend: str | None = None,
+    model: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Status, decision and advice as JSON-ready data; ``usable`` says whether a load could work."""
     from .devices import decide, probe
@@ -48,11 +62,18 @@ def doctor_report(
     from .settings import parse_settings
 
     status = probe(free_memory=True)
-    extra = {"Device": device, "Precision": precision, "Attention": attention, "Backend": backend}
+    extra = {
+        "Device": device,
+        "Precision": precision,
+        "Attention": attention,
+        "Backend": backend,
+        **(model or {}),
+    }
     report: dict[str, Any] = {
         "acceleration": status.model_dump(mode="json"),
         "settings": {k: v for k, v in extra.items() if v is not None},
         "decision": None,
+        "model": None,
         "usable": False,
         "error": None,
         "advice": [],
@@ -68,12 +89,45 @@ def doctor_report(
             "why": plan.why,
         }
         check_device(plan.device)  # the loader's own placement probe: one real allocation
+        report["model"] = model_report(extra)
+        if not report["model"]["valid"]:
+            raise _model_error(report["model"])
     except TtsError as err:
         report["error"] = err.to_dict()
     else:
         report["usable"] = True
         report["advice"] = advice(status, plan.device)
     return report
+
+
+def model_report(extra: dict[str, Any]) -> dict[str, Any]:
+    """The folder the settings select: where, present, valid, what it lacks."""
+    from .registry import MODELS, local_model_info, model_info
+    from .settings import model_settings
+
+    settings = model_settings(extra)
+    if settings.ModelPath is not None:
+        info = local_model_info(settings.ModelPath)
+    elif settings.ModelKey in MODELS:
+        info = model_info(MODELS[settings.ModelKey], settings.models_dir, configured=True)
+    else:
+        from .registry import unknown_key_error
+
+        raise unknown_key_error(settings.ModelKey)
+    return info.model_dump(mode="json")
+
+
+def _model_error(model: dict[str, Any]) -> TtsError:
+    """The error a load would give for the selected folder."""
+    from pathlib import Path
+
+    from .registry import check_model_dir
+
+    try:
+        check_model_dir(Path(model["local_path"]))
+    except TtsError as err:
+        return err
+    return TtsError("model_invalid", f"model folder {model['local_path']}: {model['missing']}")
 
 
 def advice(status: AccelerationStatus, device: str) -> list[str]:
@@ -128,6 +182,14 @@ def render(report: dict[str, Any]) -> str:
             ("backend", decision["backend"]),
             ("why", decision["why"]),
         ]
+    model = report.get("model")
+    if model:
+        state = (
+            "valid" if model["valid"] else "present, incomplete" if model["present"] else "missing"
+        )
+        rows.append(("model", f"{model['key']} at {model['local_path']} ({state})"))
+        if model["missing"]:
+            rows.append(("  missing", ", ".join(model["missing"])))
     if report["error"]:
         err = report["error"]
         rows.append(("error", f"{err['code']}: {err['detail']}"))

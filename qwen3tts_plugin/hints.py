@@ -38,3 +38,12 @@ MODELS_DIR_HINT = (
 )
 
 DEVICE_FORMS = "'auto' (or empty), 'cpu', 'cuda', 'cuda:N' (N = 0, 1, ...), 'mps'"
+
+
+def download_hint(repo_id: str, folder: object) -> str:
+    """How to fetch a published model into ``folder`` (the tests never download)."""
+    return (
+        f"Download it: huggingface-cli download "
+        f"{repo_id} --local-dir {folder}  (or from ModelScope: modelscope download --model "
+        f"{repo_id} --local_dir {folder}); or point ModelPath at a complete local folder."
+    )

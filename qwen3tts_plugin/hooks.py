@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         Capabilities,
         EngineConfig,
         EngineStatus,
+        ErrorInfo,
         LoadResult,
         SynthesisRequest,
         SynthesisResult,
@@ -45,6 +46,15 @@ def get_engine() -> Engine:
 @hookimpl
 def tts_capabilities(config: EngineConfig | None) -> Capabilities:
     return get_engine().capabilities(config if config and config.provider == PROVIDER else None)
+
+
+@hookimpl
+def tts_check_settings(config: EngineConfig) -> list[ErrorInfo] | None:
+    if config.provider != PROVIDER:
+        return None
+    from .settings import check_settings
+
+    return check_settings(config.extra_params)
 
 
 @hookimpl

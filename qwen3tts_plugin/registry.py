@@ -10,7 +10,7 @@ from typing import Any
 
 from hookspecs import ModelInfo, TtsError
 
-from .hints import MODELS_DIR_HINT
+from .hints import MODELS_DIR_HINT, download_hint
 
 
 @dataclass(frozen=True)
@@ -182,14 +182,21 @@ def _header_problem(name: str, size: int, _mtime_ns: int) -> str | None:
 def check_model_dir(path: Path) -> None:
     """Raise ``model_not_found`` or ``model_invalid`` unless ``path`` is a complete model folder."""
     if not path.is_dir():
-        raise TtsError("model_not_found", f"model folder not found: {path}", MODELS_DIR_HINT)
+        raise TtsError("model_not_found", f"model folder not found: {path}", folder_hint(path))
     missing = missing_files(path)
     if missing:
         raise TtsError(
             "model_invalid",
             f"model folder {path} is incomplete; missing or damaged: {', '.join(missing)}",
-            MODELS_DIR_HINT,
+            folder_hint(path),
         )
+
+
+def folder_hint(path: Path) -> str:
+    """What to do about a missing or broken folder: the download command for a published
+    model's folder (named like its repository), else the general advice."""
+    spec = next((s for s in MODELS.values() if s.folder_name == path.name), None)
+    return download_hint(spec.repo_id, path) if spec else MODELS_DIR_HINT
 
 
 def read_model_facts(path: Path) -> ModelFacts:

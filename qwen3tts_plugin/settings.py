@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hookspecs import TtsError
+
+if TYPE_CHECKING:
+    from hookspecs import ErrorInfo
 
 from .hints import DEVICE_FORMS
 from .registry import DEFAULT_MODEL_KEY, MODELS
@@ -237,6 +240,22 @@ def invalid_device(value: Any) -> TtsError:
         f"Device {value!r} is not a device this engine understands; accepted: {DEVICE_FORMS}",
         "Use 'cuda:0' for the first GPU, 'cpu' to run on the CPU, or 'auto' to detect.",
     )
+
+
+def check_settings(extra_params: dict[str, Any]) -> list[ErrorInfo]:
+    """``tts_check_settings``: the refusals a load would give these settings, before any
+    machine check (device probe, model folder); ``[]`` when all are accepted."""
+    from hookspecs import ErrorInfo
+
+    try:
+        settings = parse_settings(extra_params)
+        if settings.ModelPath is None and settings.ModelKey not in MODELS:
+            from .registry import unknown_key_error
+
+            raise unknown_key_error(settings.ModelKey)
+    except TtsError as err:
+        return [ErrorInfo.from_error(err)]
+    return []
 
 
 def settings_schema() -> dict[str, Any]:

@@ -168,6 +168,7 @@ def test_every_model_field_is_documented():
 
 FIRSTRESULT = {
     "tts_capabilities": False,
+    "tts_check_settings": True,
     "tts_status": False,
     "tts_load": True,
     "tts_synthesize": True,

@@ -17,6 +17,17 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
+@pytest.fixture(autouse=True)
+def models_dir(tiny, tmp_path, monkeypatch):
+    """The default model (custom_0_6b) present where the engine looks: the tiny checkpoint."""
+    import shutil
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny["custom_voice"], folder / "Qwen3-TTS-12Hz-0.6B-CustomVoice")
+    monkeypatch.setenv("QWEN_TTS_MODELS_DIR", str(folder))
+    return folder
+
+
 def test_json_on_this_machine_is_cpu_and_usable(capsys):
     code, out, _ = run(capsys, "--json")
     report = json.loads(out)
@@ -33,6 +44,19 @@ def test_json_on_this_machine_is_cpu_and_usable(capsys):
     }
     assert report["usable"] is True and report["error"] is None
     assert any("0.6B" in line for line in report["advice"])
+    assert (report["model"]["key"], report["model"]["valid"]) == ("custom_0_6b", True)
+
+
+def test_without_the_model_it_is_not_usable_and_says_how_to_fetch_it(capsys, models_dir):
+    code, out, _ = run(capsys, "--model-key", "base_0_6b")
+    assert code == 1 and "NOT usable" in out
+    assert "model_not_found" in out and "base_0_6b at " in out and "(missing)" in out
+    assert "huggingface-cli download Qwen/Qwen3-TTS-12Hz-0.6B-Base --local-dir" in out
+    (models_dir / "Qwen3-TTS-12Hz-0.6B-CustomVoice" / "merges.txt").unlink()
+    code, out, _ = run(capsys, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["error"]["code"] == "model_invalid"
+    assert report["model"]["present"] and report["model"]["missing"] == ["merges.txt"]
 
 
 def test_configured_cuda_here_exits_1_naming_model_to_device_failed(capsys):
@@ -71,11 +95,14 @@ def test_table_names_the_decision_and_the_verdict(capsys):
     assert "model_to_device_failed" in out and "NOT usable" in out and "cuda:0 (config)" in out
 
 
-def test_stdout_carries_only_the_json_in_a_fresh_process():
+def test_stdout_carries_only_the_json_in_a_fresh_process(models_dir):
+    import os
+
     proc = subprocess.run(
         [sys.executable, "-m", "qwen3tts_plugin", "doctor", "--json", "-v"],
         capture_output=True,
         text=True,
+        env={**os.environ, "QWEN_TTS_MODELS_DIR": str(models_dir)},
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["usable"] is True

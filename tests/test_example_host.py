@@ -98,20 +98,42 @@ def test_settings_set_reads_json_values_and_unset_removes(host, settings):
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "expected"),
+    ("key", "value", "code", "expected"),
     [
-        ("Device", "gpu", "does not match the pattern ^"),
-        ("Precision", "fp8", "'fp32'"),
-        ("XVectorOnly", "3", "boolean"),
+        ("Device", "gpu", "invalid_device", "Device 'gpu' is not a device this engine understands"),
+        ("Device", "0", "invalid_device", "Device 0 is not a device this engine understands"),
+        ("Precision", "fp8", "invalid_settings", "Precision: Input should be 'auto'"),
+        ("XVectorOnly", "3", "invalid_settings", "XVectorOnly: Input should be a valid boolean"),
+        ("BatchSize", "65", "invalid_settings", "less than or equal to 64"),
+        ("ModelKey", "huge_9b", "unknown_model_key", "unknown ModelKey 'huge_9b'"),
     ],
 )
-def test_settings_set_refuses_a_value_the_schema_rejects(host, settings, key, value, expected):
+def test_settings_set_refuses_what_the_engine_refuses_in_its_words(
+    host, settings, key, value, code, expected
+):
     before = settings.read_bytes()
-    code, out, err = host("--settings", settings, "settings", "set", key, value)
-    assert code == 2 and out == ""
-    assert err.startswith(f"invalid_settings: {key}=")
-    assert "hint:" in err and expected in err
+    result, out, err = host("--settings", settings, "settings", "set", key, value)
+    assert result == 2 and out == ""
+    assert err.startswith(f"{code}: ") and expected in err, err
+    assert "hint:" in err
     assert settings.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("Precision", "FP16"),
+        ("Attention", "SDPA"),
+        ("XVectorOnly", "yes"),
+        ("Device", "CUDA:1"),
+        ("Backend", "Cuda_Graphs"),
+        ("BatchSize", "AUTO"),
+    ],
+)
+def test_settings_set_accepts_what_the_engine_accepts(host, settings, key, value):
+    code, _, err = host("--settings", settings, "settings", "set", key, value)
+    assert code == 0, err
+    assert extra_params(settings)[key] == value
 
 
 def test_an_unknown_key_is_kept_with_a_warning(host, settings):
@@ -808,3 +830,18 @@ def test_dub_removes_what_a_crashed_run_left_and_writes_files_of_one_mode(host, 
     assert not any(path.exists() for path in left) and keep.read_text() == "mine"
     modes = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir() if path != keep}
     assert set(modes.values()) == {0o644}, modes
+
+
+def test_a_disabled_config_is_not_used(host, tmp_path, tiny):
+    path = tmp_path / "settings.json"
+    config = {
+        "provider": "qwen3_tts",
+        "enabled": False,
+        "extra_params": {"ModelPath": str(tiny["custom_voice"]), "Device": "cpu"},
+    }
+    path.write_text(json.dumps({"configs": {"qwen3_tts_default": config}}))
+    for argv in (["smoke", *FAST], ["preview", "Hi.", "--out", tmp_path / "p.wav", *FAST]):
+        code, out, err = host("--settings", path, *argv)
+        assert code == 2 and out == "", argv
+        assert err.startswith("config_disabled: config 'qwen3_tts_default' is disabled")
+    assert not (tmp_path / "p.wav").exists()
