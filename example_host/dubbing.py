@@ -243,6 +243,7 @@ def dub(
     todo: list[Segment] = []
     report = DubReport(manifest=manifest, total=len(segments), batch_size=max(1, batch_size))
     reused = _reusable(old, segments, fp, out_dir)
+    numbered = {segment.number: segment for segment in segments}
     for segment in segments:
         entry = reused.get(segment.number)
         if segment.empty:
@@ -258,6 +259,10 @@ def dub(
         else:
             entries[segment.number] = _base_entry(segment)
             todo.append(segment)
+    moving = {n for n, entry in reused.items() if entry["path"] != wav_name(n)}
+    if moving:  # a crash while renaming must not leave entries naming another line's audio
+        interim = {n: _base_entry(s) if n in moving else entries[n] for n, s in numbered.items()}
+        write_manifest(manifest, header, interim)
     _move_reused(reused, out_dir)
     for segment in segments:
         status = entries[segment.number]["status"]

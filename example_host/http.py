@@ -15,13 +15,17 @@ import pluggy
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
 
 from . import engines
 from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore, UnknownConfigError
+
+STATIC = Path(__file__).parent / "static"
+"""The settings page: plain HTML, CSS and JavaScript, no build step, nothing from a CDN."""
 
 UNPROCESSABLE = 422
 TOO_LARGE = 413
@@ -137,6 +141,12 @@ def create_app(
         body = {"code": "invalid_request", "detail": detail, "hint": None}
         return JSONResponse(body, status_code=UNPROCESSABLE)
 
+    @app.get("/", include_in_schema=False)
+    def settings_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     @app.get("/api/tts/engines")
     def list_engines(config_id: str = DEFAULT_CONFIG_ID) -> list[dict[str, Any]]:
         config = engines.engine_config(store.config(config_id))
@@ -205,6 +215,8 @@ def _headers(result: SynthesisResult) -> dict[str, str]:
         "X-TTS-Synth-Seconds": f"{result.synth_s:.3f}",
         "X-TTS-Batch-Size": str(result.batch_size),
         "X-TTS-Pieces": str(result.pieces),
+        "X-TTS-Backend": result.backend,
+        "X-TTS-Load-Seconds": f"{result.load_s:.3f}",
         "X-TTS-Cut-Pieces": str(result.cut_pieces),
     }
 
@@ -235,6 +247,8 @@ class BodyLimit:
         received = 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left mid-upload: nothing to answer, nothing to run
             if message["type"] != "http.request":
                 break
             chunks.append(message.get("body", b""))

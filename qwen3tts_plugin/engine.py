@@ -110,8 +110,16 @@ class Synthesis:
     voice: VoicePlan
     pieces: list[Piece]
     jobs: list[Job] = field(default_factory=list)
+    earlier_runs: list[Run] = field(default_factory=list)
+    """The generate calls of pieces that were cut and are being spoken again (their time
+    counts in ``synth_s``)."""
     result: SynthesisResult | None = None
     error: TtsError | None = None
+
+    @property
+    def done(self) -> bool:
+        """Every piece has run (or failed)."""
+        return all(job.run is not None or job.error is not None for job in self.jobs)
 
 
 @dataclass
@@ -140,6 +148,7 @@ class Job:
     rate: int = 0
     plan: DevicePlan | None = None
     cut: bool = False
+    max_frames: int = MAX_FRAMES
     error: TtsError | None = None
 
     @property
@@ -324,15 +333,40 @@ class Engine:
 
     def _speak(self, syntheses: list[Synthesis]) -> None:
         """Every piece of ``syntheses`` generated (pieces that ran out of budget once more,
-        with twice the budget), then each file joined and written; outcomes on each."""
-        jobs = [job for synthesis in syntheses for job in synthesis.jobs]
-        self._scheduler.run(sorted(jobs, key=lambda job: -len(job.text)))
-        retries = [retry for s in syntheses for retry in self._retries(s)]
-        if retries:
-            log.info("tts.pieces.retry", pieces=len(retries))
-            self._scheduler.run(sorted(retries, key=lambda job: -len(job.text)))
-        for synthesis in syntheses:
+        with twice the budget), then each file joined and written; outcomes on each.
+
+        Pieces are handed to the scheduler a batch's worth at a time, longest first: a long
+        narration's hundred pieces do not hold back a preview that arrives meanwhile, and each
+        file is written (its waveforms freed) as soon as its last piece is in.
+        """
+        waiting = list(syntheses)
+        retried = False
+        jobs = sorted(
+            (job for synthesis in syntheses for job in synthesis.jobs), key=lambda j: -len(j.text)
+        )
+        while jobs:
+            size = max(job.limit for job in jobs[:MAX_BATCH_REQUESTS])
+            self._scheduler.run(jobs[:size])
+            jobs = jobs[size:]
+            waiting = self._finish_done(waiting)
+            if not jobs and not retried:
+                retried = True
+                retries = [retry for s in waiting for retry in self._retries(s)]
+                if retries:
+                    log.info("tts.pieces.retry", pieces=len(retries))
+                jobs = sorted(retries, key=lambda j: -len(j.text))
+        for synthesis in waiting:
             self._finish(synthesis)
+
+    def _finish_done(self, waiting: list[Synthesis]) -> list[Synthesis]:
+        """Finish the syntheses whose pieces are all in and need no retry; the rest wait."""
+        still = []
+        for synthesis in waiting:
+            if synthesis.done and not self._wants_retry(synthesis):
+                self._finish(synthesis)
+            else:
+                still.append(synthesis)
+        return still
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -376,27 +410,44 @@ class Engine:
         prepared = owner.prepared
         limit = prepared.batch_size
         sampling = params.model_copy(update={"seed": None, "allow_cut": False})
+        source = prepared.plan.backend_source
         if limit == 1:
             batch_key: Hashable | None = None
         elif params.do_sample and params.seed is not None:
             batch_key = (prepared.key, owner.voice.mode, params, limit, id(owner))
+        # an explicit Backend and auto may share a model, never a call (strictness differs)
         else:
-            batch_key = (prepared.key, owner.voice.mode, sampling, limit)
+            batch_key = (prepared.key, owner.voice.mode, sampling, limit, source)
         return Job(owner, index, text, params, prepared.key, batch_key, limit)
 
-    def _retries(self, synthesis: Synthesis) -> list[Job]:
-        """Jobs again, with twice the budget, for the pieces that used all of theirs (unless
-        the request allows cuts, or the budget is at its ceiling already)."""
+    def _retry_budget(self, synthesis: Synthesis) -> int | None:
+        """The budget cut pieces are spoken again with (twice theirs, within what the backend
+        honours), or None when they are not retried: cuts allowed, a piece failed, nothing
+        cut, or the budget already at its ceiling."""
         params = synthesis.request.generation
-        if params.allow_cut or any(job.error for job in synthesis.jobs):
+        cut = [job for job in synthesis.jobs if job.cut]
+        if params.allow_cut or not cut or any(job.error for job in synthesis.jobs):
+            return None
+        ceiling = min(MAX_FRAMES, *(job.max_frames for job in cut))
+        budget = min(2 * params.max_new_tokens, ceiling)
+        return budget if budget > max(job.params.max_new_tokens for job in cut) else None
+
+    def _wants_retry(self, synthesis: Synthesis) -> bool:
+        return self._retry_budget(synthesis) is not None
+
+    def _retries(self, synthesis: Synthesis) -> list[Job]:
+        """Jobs again, with the retry budget, for the pieces that used all of theirs; the cut
+        waveforms are dropped, their calls' time kept."""
+        budget = self._retry_budget(synthesis)
+        if budget is None:
             return []
-        budget = min(2 * params.max_new_tokens, MAX_FRAMES)
-        if budget == params.max_new_tokens:
-            return []
-        more = params.model_copy(update={"max_new_tokens": budget})
+        more = synthesis.request.generation.model_copy(update={"max_new_tokens": budget})
         retries = []
         for position, job in enumerate(synthesis.jobs):
             if job.cut:
+                if job.run is not None:
+                    synthesis.earlier_runs.append(job.run)
+                job.waveform = None
                 retry = self._job(synthesis, job.index, job.text, more)
                 synthesis.jobs[position] = retry
                 retries.append(retry)
@@ -500,8 +551,9 @@ class Engine:
         try:
             resident, load_s = self._ensure(lead.prepared)
             started = time.perf_counter()
+            strict = lead.prepared.plan.backend_source == "config"
             waveforms = resident.backend.generate(
-                [job.text for job in run], [job.voice for job in run], lead.params
+                [job.text for job in run], [job.voice for job in run], lead.params, strict
             )
         except TtsError as err:
             _fail(run, err)
@@ -523,6 +575,7 @@ class Engine:
         for job, waveform in zip(run, waveforms, strict=True):
             job.run, job.load_s = shared, load_s
             job.rate, job.plan = backend.sample_rate, backend.plan
+            job.max_frames = backend.max_frames(strict)
             try:
                 job.waveform = check_waveform(waveform)
             except TtsError as err:
@@ -563,7 +616,9 @@ class Engine:
         except TtsError as err:
             synthesis.error = _own_copy(err)
             return
-        runs = {id(job.run): job.run for job in jobs if job.run is not None}
+        runs = {
+            id(run): run for run in [*synthesis.earlier_runs, *(job.run for job in jobs)] if run
+        }
         synth_s = sum(run.seconds for run in runs.values()) + time.perf_counter() - started
         duration_s = wav.size / rate
         synthesis.result = SynthesisResult(

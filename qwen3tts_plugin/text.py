@@ -16,6 +16,8 @@ from hookspecs import TtsError
 
 KEPT_CONTROLS = frozenset("\n\r\t")
 """Control characters kept in the text (line breaks mark sentence ends)."""
+LINE_BREAK_CONTROLS = frozenset("\x0b\x0c\x1c\x1d\x1e\x85")
+"""Control characters that separate lines: replaced by a line break, never glued words."""
 
 PAUSE_S = {"paragraph": 0.6, "sentence": 0.3, "clause": 0.15, "word": 0.05}
 """Silence between two pieces, by what ended the first (seconds). A narrator's usual rests:
@@ -39,7 +41,8 @@ class Piece:
 
 
 def clean_text(text: str, max_chars: int) -> str:
-    """``text`` ready to speak: control characters other than line breaks and tabs removed.
+    """``text`` ready to speak: control characters that separate lines become line breaks,
+    other control characters except tabs are removed.
 
     ``text_too_long`` over ``max_chars`` (checked first: no other work on a huge text),
     ``invalid_text`` when it is not valid Unicode (lone surrogates), ``empty_text`` when no
@@ -59,7 +62,11 @@ def clean_text(text: str, max_chars: int) -> str:
             f"the text is not valid Unicode: {exc.reason} at position {exc.start}",
             "Decode the text properly (UTF-8); lone surrogates cannot be spoken.",
         ) from None
-    cleaned = "".join(c for c in text if c in KEPT_CONTROLS or unicodedata.category(c) != "Cc")
+    cleaned = "".join(
+        "\n" if c in LINE_BREAK_CONTROLS else c
+        for c in text
+        if c in KEPT_CONTROLS or c in LINE_BREAK_CONTROLS or unicodedata.category(c) != "Cc"
+    )
     if not any(unicodedata.category(c)[0] in "LN" for c in cleaned):
         raise TtsError(
             "empty_text",
@@ -119,6 +126,7 @@ def _fit(sentence: str, limit: int) -> list[tuple[str, str]]:
         else:
             units.extend((part, "word") for part in _between_words(clause, limit))
             units[-1] = (units[-1][0], "clause")
+    units[-1] = (units[-1][0], "sentence")  # the sentence's end keeps its own pause
     return units
 
 
@@ -146,8 +154,23 @@ def _may_cut(text: str, i: int) -> bool:
     return before.isspace() or after.isspace() or _is_cjk(before) or _is_cjk(after)
 
 
+_CJK_RANGES = (
+    (0x3000, 0x303F),  # CJK punctuation
+    (0x3040, 0x30FF),  # hiragana, katakana
+    (0x31F0, 0x31FF),  # katakana extensions
+    (0x3400, 0x4DBF),  # Han extension A
+    (0x4E00, 0x9FFF),  # Han
+    (0xF900, 0xFAFF),  # Han compatibility
+    (0xFF00, 0xFFEF),  # full-width forms
+    (0x20000, 0x2FA1F),  # Han extensions B and later
+)
+
+
 def _is_cjk(char: str) -> bool:
-    return unicodedata.east_asian_width(char) in ("W", "F") and char.isalpha()
+    """Chinese or Japanese script: written without spaces, each character a word of its own.
+    (Korean writes spaces between words: Hangul is cut at spaces like Latin text.)"""
+    code = ord(char)
+    return any(low <= code <= high for low, high in _CJK_RANGES)
 
 
 def _split_after(text: str, marks: re.Pattern[str]) -> list[str]:
@@ -161,5 +184,5 @@ def _split_after(text: str, marks: re.Pattern[str]) -> list[str]:
 
 
 def _joiner(left: str, right: str) -> str:
-    """No space between CJK text, one between words."""
-    return "" if _is_cjk(left[-1]) or _is_cjk(right[0]) else " "
+    """No space inside Chinese or Japanese text, one anywhere else."""
+    return "" if _is_cjk(left[-1]) and _is_cjk(right[0]) else " "

@@ -140,16 +140,26 @@ def test_under_auto_what_the_graphs_cannot_run_goes_to_qwen_tts_loop_with_a_reas
     assert reason in event["reason"] and event["texts"] == len(texts)
 
 
-def test_a_budget_the_static_cache_cannot_hold_is_not_sent_to_the_graphs(graphs):
+def test_a_call_the_static_cache_cannot_hold_is_not_sent_to_the_graphs(graphs):
+    """The graphs would stop at the cache's end without a word: such calls never go there."""
+    from qwen3tts_plugin.backends.cuda_graphs import MAX_SEQ_LEN, PROMPT_MARGIN
+
     backend, _ = graphs("auto")
-    assert "static cache" in backend.why_not_graphs(1, GenerationParams(max_new_tokens=4000))
-    assert backend.why_not_graphs(1, GenerationParams(max_new_tokens=2048)) is None
+    why = backend.why_not_graphs
+    assert "static cache" in why(["Hi."], [VOICE], GenerationParams(max_new_tokens=4090))
+    assert why(["Hi."], [VOICE], GenerationParams(max_new_tokens=2048)) is None
+    long_piece = "字" * 2000  # PieceChars at its largest
+    assert "static cache" in why([long_piece], [VOICE], GenerationParams(max_new_tokens=2048))
+    assert backend.max_frames(strict=True) == MAX_SEQ_LEN - PROMPT_MARGIN
+    assert backend.max_frames(strict=False) == 8192  # qwen_tts's loop takes the rest
 
 
 def test_an_explicit_cuda_graphs_speaks_a_list_one_by_one_and_refuses_other_sampling(graphs):
     backend, stand_in = graphs("config")
-    wavs = backend.generate(["One.", "Two."], [VOICE, VOICE], GenerationParams(max_new_tokens=8))
+    params = GenerationParams(max_new_tokens=8)
+    wavs = backend.generate(["One.", "Two."], [VOICE, VOICE], params, strict=True)
     assert [call["text"] for call in stand_in.calls] == ["One.", "Two."] and len(wavs) == 2
+    greedy = GenerationParams(do_sample=False, max_new_tokens=8)
     with pytest.raises(TtsError) as info:
-        backend.generate(["One."], [VOICE], GenerationParams(do_sample=False, max_new_tokens=8))
+        backend.generate(["One."], [VOICE], greedy, strict=True)
     assert info.value.code == "invalid_settings" and "Backend=auto" in info.value.hint

@@ -100,6 +100,22 @@ def test_chinese_without_punctuation_splits_between_characters():
     assert all(len(p.text) <= 25 for p in pieces)
 
 
+def test_korean_is_cut_between_words_and_keeps_its_spaces():
+    text = "여러분 안녕하세요. 오늘은 그리고 날씨가 좋습니다. " * 6
+    pieces = split_pieces(text, 30)
+    assert [w for p in pieces for w in p.text.split()] == text.split()
+
+
+def test_the_last_part_of_a_split_sentence_keeps_the_sentence_pause():
+    pieces = split_pieces("First clause, second clause, third clause here. Next one.", 30)
+    assert [(p.text, p.pause_s) for p in pieces] == [
+        ("First clause, second clause,", PAUSE_S["clause"]),
+        ("third clause here. Next one.", 0.0),
+    ]
+    pieces = split_pieces("First clause, second clause, third clause here. Next one is here.", 30)
+    assert (pieces[1].text, pieces[1].pause_s) == ("third clause here.", PAUSE_S["sentence"])
+
+
 def test_a_word_longer_than_a_piece_stays_whole():
     url = "https://example.com/" + "a" * 80
     pieces = split_pieces(f"See {url} for more.", 30)
@@ -108,6 +124,7 @@ def test_a_word_longer_than_a_piece_stays_whole():
 
 def test_clean_text_drops_controls_and_refuses_what_cannot_be_spoken():
     assert clean_text("a\x00b\x1bc\n\td\r", 100) == "abc\n\td\r"
+    assert clean_text("one\x0btwo\x85three", 100) == "one\ntwo\nthree"  # never glued
     for text in ("", "  \n", "...!!!", "\x00\x07", "😀 🎉", "——"):
         with pytest.raises(TtsError) as info:
             clean_text(text, 100)

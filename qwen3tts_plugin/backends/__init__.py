@@ -74,13 +74,22 @@ class Backend(Protocol):
         """Precision the speech tokenizer (codec) runs in."""
 
     def generate(
-        self, texts: Sequence[str], voices: Sequence[VoicePlan], params: GenerationParams
+        self,
+        texts: Sequence[str],
+        voices: Sequence[VoicePlan],
+        params: GenerationParams,
+        strict: bool = False,
     ) -> list[np.ndarray]:
         """One waveform per text, in order, from one generate call.
 
-        Every voice has the same mode; ``params`` apply to every text. Raises ``TtsError``
+        Every voice has the same mode; ``params`` apply to every text. ``strict``: the Backend
+        setting named this backend, so a request it cannot run as asked is refused
+        (``invalid_settings``) rather than run another way. Raises ``TtsError``
         (``synthesis_failed``) when the call fails: then no text has audio.
         """
+
+    def max_frames(self, strict: bool = False) -> int:
+        """The largest frame budget (``max_new_tokens``) one call can honour."""
 
     def ran_out(self, waveform: np.ndarray, max_new_tokens: int) -> bool:
         """Whether ``waveform`` used its whole frame budget: the text did not end, it was cut.

@@ -22,6 +22,7 @@ GPU session runs ``scripts/gpu_check.sh``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from ..loading import (
 from ..log import get_logger
 from ..quiet import quiet_import, quiet_output
 from . import RUNTIME_IMPORT_ERRORS, runtime_unavailable
+from .qwen_tts import MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +61,23 @@ MAX_SEQ_LEN = 4096
 the 0.6B talker in half precision); a request that might not fit runs on qwen_tts's loop."""
 
 PROMPT_MARGIN = 512
-"""Positions kept for the prompt (instruction, speaker, text of one piece)."""
+"""Positions an explicit cuda_graphs keeps for the prompt: its largest frame budget is
+MAX_SEQ_LEN - PROMPT_MARGIN."""
+
+PROMPT_OVERHEAD = 64
+"""Positions of a prompt besides its text (chat markers, speaker and language codes)."""
+
+
+def prompt_positions(text: str, voice: VoicePlan) -> int:
+    """An upper bound on the static-cache positions a prompt takes: a text token is never
+    shorter than a character, and an in-context clone adds its reference's codes (12.5 per
+    second) and transcript."""
+    positions = PROMPT_OVERHEAD + len(text) + len(voice.instruct or "")
+    if voice.mode == "voice_clone" and not voice.x_vector_only:
+        audio, rate = voice.reference or ((), 1)
+        positions += math.ceil(len(audio) / rate * 12.5) + len(voice.ref_text or "")
+    return positions
+
 
 WARMUP_PREFILL = 100
 
@@ -113,7 +131,9 @@ class CudaGraphsBackend:
             error.__cause__ = forget_locals(exc)
         else:
             return cls(fast, plan)
-        _drop(fast)
+        _clear_graphs(fast)
+        fast = None  # a half-built model must not hold VRAM (the error keeps no frames)
+        free_device_memory()
         raise error
 
     @property
@@ -136,24 +156,33 @@ class CudaGraphsBackend:
         return str(self.fast.speech_tokenizer.model.dtype).removeprefix("torch.")
 
     def generate(
-        self, texts: Sequence[str], voices: Sequence[VoicePlan], params: GenerationParams
+        self,
+        texts: Sequence[str],
+        voices: Sequence[VoicePlan],
+        params: GenerationParams,
+        strict: bool = False,
     ) -> list[np.ndarray]:
-        explicit = self.plan.backend_source == "config"
-        why = self.why_not_graphs(len(texts), params)
-        if why is not None and not (why == SEVERAL_TEXTS and explicit):
-            if explicit:
+        why = self.why_not_graphs(texts, voices, params)
+        if why is not None and not (why == SEVERAL_TEXTS and strict):
+            if strict:
                 raise TtsError(
                     "invalid_settings",
                     f"Backend=cuda_graphs cannot run this request: {why}",
                     "Set Backend=auto (such requests then run on qwen_tts's own loop), or use "
                     "the graphs' sampling values (do_sample=true, top_k=50, temperature=0.9, "
-                    "top_p=1.0) and a smaller max_new_tokens.",
+                    "top_p=1.0), shorter pieces (PieceChars) and a smaller max_new_tokens.",
                 )
             log.info("tts.backend.qwen_tts_loop", reason=why, texts=len(texts))
             return generate(self.fast.model, self.plan, texts, voices, params)
         return [self._one(text, voice, params) for text, voice in zip(texts, voices, strict=True)]
 
-    def why_not_graphs(self, texts: int, params: GenerationParams) -> str | None:
+    def max_frames(self, strict: bool = False) -> int:
+        # auto: a budget the cache cannot hold runs on qwen_tts's loop, which takes any
+        return MAX_SEQ_LEN - PROMPT_MARGIN if strict else MAX_NEW_TOKENS
+
+    def why_not_graphs(
+        self, texts: Sequence[str], voices: Sequence[VoicePlan], params: GenerationParams
+    ) -> str | None:
         """Why a call cannot run on the graphs as one text (``SEVERAL_TEXTS``), or None."""
         fixed = GRAPH_SAMPLING
         wanted = (params.do_sample, params.top_k, params.temperature, params.top_p)
@@ -162,12 +191,16 @@ class CudaGraphsBackend:
                 "its sampling values differ from the code-predictor graph's (do_sample=true, "
                 "top_k=50, temperature=0.9, top_p=1.0)"
             )
-        if params.max_new_tokens > MAX_SEQ_LEN - PROMPT_MARGIN:
+        prompt = max(
+            prompt_positions(text, voice) for text, voice in zip(texts, voices, strict=True)
+        )
+        if prompt + params.max_new_tokens >= MAX_SEQ_LEN - 1:
             return (
-                f"{params.max_new_tokens} frames do not fit the static cache "
-                f"({MAX_SEQ_LEN} positions, {PROMPT_MARGIN} kept for the prompt)"
+                f"about {prompt} prompt positions and {params.max_new_tokens} frames do not fit "
+                f"the static cache ({MAX_SEQ_LEN} positions; the graphs would stop short "
+                "without a word)"
             )
-        if texts > 1:
+        if len(texts) > 1:
             return SEVERAL_TEXTS
         return None
 
@@ -217,15 +250,14 @@ class CudaGraphsBackend:
 
     def release(self) -> None:
         fast, self._fast = self._fast, None
-        _drop(fast)
+        _clear_graphs(fast)
+        fast = None  # the last reference: the weights and the graphs' pools can go
+        free_device_memory()
 
 
-def _drop(fast: Any) -> None:
-    """Free the graphs' memory pools (a captured graph holds its pool until dropped) and the
-    weights."""
-    if fast is not None:
-        for graph in (getattr(fast, "predictor_graph", None), getattr(fast, "talker_graph", None)):
-            if graph is not None and hasattr(graph, "graph"):
-                graph.graph = None
-    del fast
-    free_device_memory()
+def _clear_graphs(fast: Any) -> None:
+    """Drop the captured graphs (each holds its memory pool until dropped)."""
+    for owner in ("predictor_graph", "talker_graph"):
+        graph = getattr(fast, owner, None)
+        if graph is not None and hasattr(graph, "graph"):
+            graph.graph = None

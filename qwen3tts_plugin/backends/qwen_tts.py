@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 from ..generation import generate
 from ..loading import check_device, free_device_memory, import_qwen_tts, load_model
 
+MAX_NEW_TOKENS = 8192
+"""What qwen_tts's loop is asked for at most (GenerationParams' own ceiling)."""
+
 if TYPE_CHECKING:
     import numpy as np
     from qwen_tts import Qwen3TTSModel
@@ -56,9 +59,16 @@ class QwenTtsBackend:
         return self.model.model.speech_tokenizer.get_output_sample_rate()
 
     def generate(
-        self, texts: Sequence[str], voices: Sequence[VoicePlan], params: GenerationParams
+        self,
+        texts: Sequence[str],
+        voices: Sequence[VoicePlan],
+        params: GenerationParams,
+        strict: bool = False,
     ) -> list[np.ndarray]:
         return generate(self.model, self.plan, texts, voices, params)
+
+    def max_frames(self, strict: bool = False) -> int:
+        return MAX_NEW_TOKENS
 
     def ran_out(self, waveform: np.ndarray, max_new_tokens: int) -> bool:
         # qwen_tts keeps the codes of every step but the last: a text that never produced its

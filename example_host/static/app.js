@@ -1,0 +1,217 @@
+// The settings page: reads and saves the host's settings file through the JSON routes,
+// shows what the engine offers and holds, previews a voice. No framework, no build step.
+"use strict";
+
+const configId = new URLSearchParams(location.search).get("config") || "qwen3_tts_default";
+const $ = (id) => document.getElementById(id);
+let provider = null;
+const QUICK_FRAMES = 50; // 12.5 frames per second: 4 seconds
+
+async function getJson(url, options) {
+  const response = await fetch(url, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw body.code ? body : { code: "http_" + response.status, detail: JSON.stringify(body) };
+  return body;
+}
+
+function option(value, label) {
+  const element = document.createElement("option");
+  element.value = value;
+  element.textContent = label || value;
+  return element;
+}
+
+function fillSelect(select, values, chosen) {
+  select.replaceChildren(...values.map((v) => option(v)));
+  const wanted = String(chosen ?? "auto").trim().toLowerCase();
+  const match = values.find((v) => v.toLowerCase() === wanted);
+  select.value = match || values[0];
+}
+
+function fillDevices(acceleration, chosen) {
+  const select = $("device");
+  const options = [option("auto", "auto (GPU when usable, else CPU)"), option("cpu", "cpu")];
+  for (const gpu of acceleration.gpus) {
+    const gib = (gpu.total_memory_bytes / 2 ** 30).toFixed(1);
+    options.push(option(`cuda:${gpu.index}`, `cuda:${gpu.index} — ${gpu.name}, ${gib} GiB`));
+  }
+  options.push(option("other", "other…"));
+  select.replaceChildren(...options);
+  const wanted = String(chosen ?? "auto").trim().toLowerCase() || "auto";
+  const known = options.some((o) => o.value === wanted && o.value !== "other");
+  select.value = known ? wanted : "other";
+  $("device-other").value = known ? "" : chosen;
+  $("device-other").hidden = known;
+}
+
+function showAcceleration(acceleration) {
+  const note = acceleration.supported
+    ? `GPU acceleration available: ${acceleration.gpus.map((g) => g.name).join(", ")}`
+    : `No usable GPU here (${acceleration.reasons.join(", ")}): auto runs on the CPU.`;
+  const extras = [
+    `flash_attn ${acceleration.flash_attn_available ? "installed" : "not installed"}`,
+    `cuda_graphs ${acceleration.cuda_graphs_available ? "installed" : "not installed"}`,
+  ];
+  $("acceleration").textContent = `${note} · ${extras.join(" · ")}`;
+}
+
+function showModels(models) {
+  const rows = models.map((m) => {
+    const row = document.createElement("tr");
+    const state = m.valid ? "ready" : m.present ? `incomplete: ${m.missing.join(", ")}` : "not downloaded";
+    for (const text of [m.key + (m.configured ? " (selected)" : ""), m.kind ?? "?", m.size ?? "?", m.local_path ?? "", state]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    row.lastChild.className = m.valid ? "ok" : "bad";
+    return row;
+  });
+  $("models").querySelector("tbody").replaceChildren(...rows);
+}
+
+function showVoices(models, extra) {
+  const chosen = models.find((m) => m.configured);
+  const speakers = chosen ? chosen.speakers : [];
+  const select = $("voice");
+  select.replaceChildren(option("", "the model's own voice"), ...speakers.map((s) => option(s)));
+  select.value = speakers.includes(extra.Speaker) ? extra.Speaker : "";
+  select.disabled = speakers.length === 0;
+}
+
+async function refreshStatus() {
+  const badge = $("badge");
+  try {
+    const statuses = await getJson("/api/tts/status");
+    const status = statuses.find((s) => s.provider === provider) || statuses[0];
+    if (!status) {
+      badge.dataset.state = "error";
+      badge.textContent = "no engine";
+    } else if (status.last_error) {
+      badge.dataset.state = "error";
+      badge.textContent = `engine: ${status.last_error.code}` + (status.loaded ? ` (still on ${status.device})` : "");
+    } else if (status.loaded) {
+      badge.dataset.state = "loaded";
+      badge.textContent = `engine: ${status.device}, ${status.dtype}, ${status.backend}`;
+    } else {
+      badge.dataset.state = "idle";
+      badge.textContent = "engine: nothing loaded";
+    }
+  } catch (error) {
+    badge.dataset.state = "error";
+    badge.textContent = `engine: ${error.code}`;
+  }
+}
+
+async function load() {
+  const settings = await getJson("/api/tts/settings");
+  const config = settings.configs[configId];
+  provider = config.provider;
+  const extra = config.extra_params || {};
+  $("config-name").textContent = `${configId} (${provider})`;
+  const engines = await getJson(`/api/tts/engines?config_id=${encodeURIComponent(configId)}`);
+  const caps = engines.find((c) => c.provider === provider);
+  const properties = caps.settings_schema.properties || {};
+  const choices = (key) => properties[key]?.enum || [properties[key]?.default ?? "auto"];
+  fillDevices(caps.acceleration, extra.Device);
+  fillSelect($("precision"), choices("Precision"), extra.Precision);
+  fillSelect($("attention"), choices("Attention"), extra.Attention);
+  fillSelect($("backend"), choices("Backend"), extra.Backend);
+  $("batch-size").value = extra.BatchSize ?? "auto";
+  showAcceleration(caps.acceleration);
+  showModels(caps.models);
+  showVoices(caps.models, extra);
+  await refreshStatus();
+}
+
+function chosenSettings() {
+  const device = $("device").value === "other" ? $("device-other").value.trim() : $("device").value;
+  const batch = $("batch-size").value.trim();
+  return {
+    Device: device || "auto",
+    Precision: $("precision").value,
+    Attention: $("attention").value,
+    Backend: $("backend").value,
+    BatchSize: batch === "" ? null : batch,
+    Speaker: $("voice").value || null,
+  };
+}
+
+function showError(error) {
+  $("error-code").textContent = error.code;
+  $("error-detail").textContent = error.detail;
+  $("error-hint").textContent = error.hint || "";
+  $("error").hidden = false;
+}
+
+async function save() {
+  $("error").hidden = true;
+  $("saved").textContent = "";
+  const body = { extra_params: chosenSettings() };
+  await getJson(`/api/tts/settings/${encodeURIComponent(configId)}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  $("saved").textContent = "saved";
+}
+
+function clearAudio() {
+  const audio = $("audio");
+  if (audio.src) URL.revokeObjectURL(audio.src);
+  audio.removeAttribute("src");
+  audio.load();
+  audio.hidden = true;
+}
+
+async function preview() {
+  const button = $("preview");
+  button.disabled = true;
+  $("busy").hidden = false;
+  $("decision").hidden = true;
+  clearAudio();
+  try {
+    await save();
+    const voice = $("voice").value ? { speaker: $("voice").value } : null;
+    const response = await fetch("/api/tts/preview", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        text: $("text").value,
+        config_id: configId,
+        voice,
+        generation: $("quick").checked ? { max_new_tokens: QUICK_FRAMES, allow_cut: true } : null,
+      }),
+    });
+    if (!response.ok) {
+      showError(await response.json().catch(() => ({ code: "http_" + response.status, detail: "" })));
+      return;
+    }
+    const h = (name) => response.headers.get("X-TTS-" + name);
+    const source = chosenSettings().Device === "auto" ? "detected" : "config";
+    $("decision").textContent =
+      `device ${h("Device")} (${source}) · ${h("Dtype")} · ${h("Attention")} · backend ${h("Backend")}` +
+      ` · load ${h("Load-Seconds")} s · synthesis ${h("Synth-Seconds")} s · ${h("Duration")} s of audio` +
+      ` · ${h("Pieces")} piece(s)`;
+    $("decision").hidden = false;
+    const audio = $("audio");
+    audio.src = URL.createObjectURL(await response.blob());
+    audio.hidden = false;
+  } catch (error) {
+    showError(error);
+  } finally {
+    button.disabled = false;
+    $("busy").hidden = true;
+    await refreshStatus();
+  }
+}
+
+$("device").addEventListener("change", () => {
+  $("device-other").hidden = $("device").value !== "other";
+});
+$("settings").addEventListener("submit", (event) => {
+  event.preventDefault();
+  save().catch(showError);
+});
+$("preview").addEventListener("click", preview);
+load().catch(showError);

@@ -1,0 +1,133 @@
+"""The settings page in a real browser: headless Chromium (Debian's package) driven by
+Playwright, against the example host's app served on localhost with the real engine and the
+tiny checkpoint. ``.ci/run`` installs Chromium; without it these tests skip, saying so."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no Chromium here: apt-get install chromium (.ci/run does)"
+    ),
+]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Root in a container needs no sandbox; the rest keep Chromium off the (closed) network."""
+
+AUDIO_READY = (
+    "() => { const a = document.getElementById('audio');"
+    " return !a.hidden && a.src.startsWith('blob:') && a.duration > 0 }"
+)
+
+
+@pytest.fixture
+def settings(tmp_path, tiny):
+    """No Device: detection decides (the CPU here)."""
+    path = tmp_path / "settings.json"
+    config = {"provider": "qwen3_tts", "extra_params": {"ModelPath": str(tiny["custom_voice"])}}
+    path.write_text(json.dumps({"configs": {"qwen3_tts_default": config}}))
+    return path
+
+
+@pytest.fixture
+def site(settings, pm):
+    import uvicorn
+
+    from example_host.http import create_app
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, pm=pm), log_config=None))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+def saved_device(settings):
+    config = json.loads(settings.read_text())["configs"]["qwen3_tts_default"]
+    return config["extra_params"].get("Device")
+
+
+def test_preview_on_cpu_then_a_gpu_that_is_not_there_then_auto(site, browser, settings, engine):
+    engine.release()
+    page = browser.new_page()
+    page.goto(site)
+    page.wait_for_selector("#models tbody tr")
+    assert "qwen3_tts" in page.text_content("#config-name")
+    assert page.input_value("#device") == "auto"
+    assert "selected" in page.text_content("#models")
+    assert page.locator("#voice option").count() > 1  # the model's speakers
+
+    page.select_option("#device", "cpu")
+    page.fill("#text", "Hello from the browser.")
+    page.click("#preview")
+    page.wait_for_function(AUDIO_READY, timeout=60_000)
+    assert "device cpu (config)" in page.text_content("#decision")
+    assert page.is_hidden("#error") and saved_device(settings) == "cpu"
+    page.wait_for_function("() => document.getElementById('badge').textContent.includes('cpu')")
+
+    page.select_option("#device", "other")
+    page.fill("#device-other", "cuda:0")
+    page.click("#preview")
+    page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+    assert page.text_content("#error-code") == "model_to_device_failed"
+    assert "Device=cpu" in page.text_content("#error-hint")
+    assert page.is_hidden("#audio") and page.get_attribute("#audio", "src") is None
+    assert page.is_hidden("#decision")
+    page.wait_for_function(
+        "() => document.getElementById('badge').textContent.includes('model_to_device_failed')"
+    )
+    assert "still on cpu" in page.text_content("#badge")  # the CPU model was kept
+    assert saved_device(settings) == "cuda:0"
+
+    page.select_option("#device", "auto")
+    page.click("#preview")
+    page.wait_for_function(AUDIO_READY, timeout=60_000)
+    assert "(detected)" in page.text_content("#decision")
+    assert page.is_hidden("#error") and saved_device(settings) == "auto"
+
+
+def test_a_refused_setting_shows_the_engines_words_and_saves_nothing(site, browser, settings):
+    before = settings.read_bytes()
+    page = browser.new_page()
+    page.goto(site)
+    page.wait_for_selector("#models tbody tr")
+    page.fill("#batch-size", "500")
+    page.click("#save")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error-code") == "invalid_settings"
+    assert "BatchSize" in page.text_content("#error-detail")
+    assert settings.read_bytes() == before
