@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -23,6 +23,7 @@ from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsEr
 
 from . import engines
 from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore, UnknownConfigError
+from .voice_library import VoiceLibrary
 
 STATIC = Path(__file__).parent / "static"
 """The settings page: plain HTML, CSS and JavaScript, no build step, nothing from a CDN."""
@@ -31,6 +32,9 @@ UNPROCESSABLE = 422
 TOO_LARGE = 413
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Default limit on a request body (JSON): far above MaxChars of text, far below a flood."""
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+"""Default limit on an uploaded reference recording (minutes of WAV; 3 to 10 s is enough)."""
+UPLOAD_PATH = "/api/tts/voices"
 
 HOST_CODES = {
     "invalid_request": "the request body does not validate",
@@ -40,6 +44,7 @@ HOST_CODES = {
     "no_engine": "no text-to-speech engine is installed",
     "settings_file_invalid": "the host's settings file cannot be read",
     "config_disabled": 'the config says "enabled": false',
+    "unknown_voice": "no saved voice has this id",
 }
 """The host's own codes, beside the contract's ``hookspecs.ERROR_CODES``."""
 
@@ -66,6 +71,7 @@ STATUS_BY_CODE = {
     "text_too_long": TOO_LARGE,
     "request_too_large": TOO_LARGE,
     "unknown_config": 404,
+    "unknown_voice": 404,
     "config_disabled": 409,
     # the engine cannot serve it until the machine changes (a model, a driver, a package)
     **dict.fromkeys(
@@ -101,11 +107,13 @@ class SettingsUpdate(BaseModel):
 
 
 class PreviewBody(BaseModel):
-    """What the listen button sends."""
+    """What the listen button sends. A clone voice is a saved voice's id (``voice_id``),
+    never a path on the server."""
 
     text: str
     config_id: str = DEFAULT_CONFIG_ID
     voice: Voice | None = None
+    voice_id: str | None = None
     generation: GenerationParams | None = None
 
 
@@ -113,13 +121,20 @@ def create_app(
     settings_path: str | Path | None = None,
     pm: pluggy.PluginManager | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    voices_path: str | Path | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
 ) -> FastAPI:
-    """The app, reading ``settings_path`` (default: the CLI's) and the engines in ``pm``;
-    request bodies over ``max_body_bytes`` are refused with 413 before they are read whole."""
+    """The app, reading ``settings_path`` (default: the CLI's) and the engines in ``pm``,
+    keeping saved voices in ``voices_path`` (default: the user data folder). Request bodies
+    over ``max_body_bytes`` (uploads: ``max_upload_bytes``) are refused with 413 before they
+    are read whole."""
     store = SettingsStore(settings_path)
+    library = VoiceLibrary(voices_path)
     pm = pm or engines.plugin_manager()
     app = FastAPI(title="example_host TTS routes")
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=max_body_bytes, upload_bytes={UPLOAD_PATH: max_upload_bytes}
+    )
 
     @app.exception_handler(TtsError)
     async def tts_error(request: Request, err: TtsError) -> JSONResponse:
@@ -168,26 +183,69 @@ def create_app(
         config = store.update_extra_params(config_id, body.extra_params)
         return {"config_id": config_id, "config": config, "warnings": warnings}
 
+    @app.get("/api/tts/voices")
+    def list_voices() -> list[dict[str, Any]]:
+        return library.list()
+
+    @app.post(UPLOAD_PATH, status_code=201)
+    async def add_voice(
+        file: UploadFile,
+        name: str = Form(""),
+        ref_text: str | None = Form(None),
+        language: str | None = Form(None),
+    ) -> dict[str, Any]:
+        data = await file.read()
+        return await run_in_threadpool(
+            library.add, name, file.filename or "", data, ref_text, language
+        )
+
+    @app.delete("/api/tts/voices/{voice_id}", status_code=204)
+    def delete_voice(voice_id: str) -> Response:
+        library.delete(voice_id)
+        return Response(status_code=204)
+
     @app.post("/api/tts/preview")
     async def preview(body: PreviewBody) -> Response:
-        audio, result = await run_in_threadpool(_speak, pm, store, body)
+        audio, result = await run_in_threadpool(_speak, pm, store, library, body)
         return Response(audio, media_type="audio/wav", headers=_headers(result))
 
     return app
 
 
 def _speak(
-    pm: pluggy.PluginManager, store: SettingsStore, body: PreviewBody
+    pm: pluggy.PluginManager, store: SettingsStore, library: VoiceLibrary, body: PreviewBody
 ) -> tuple[bytes, SynthesisResult]:
     """Synthesise into a temp file, read it, delete it (runs in a worker thread).
 
     The config's extra_params, Device included, reach the engine unchanged. Without
     ``voice.mode`` the model is loaded first and speaks in its own mode (``voice_modes[0]``).
+    ``voice_id`` clones a saved voice (in-context when it has a transcript).
     """
+    if body.voice is not None and body.voice.ref_audio is not None:
+        raise TtsError(
+            "invalid_request",
+            "voice.ref_audio names a file on the server; HTTP synthesis clones saved voices "
+            "only, by voice_id",
+            "Upload the recording (POST /api/tts/voices) and send its id as voice_id.",
+        )
     stored = store.enabled_config(body.config_id)
     engines.engine_for(pm, stored["provider"])
     config = engines.engine_config(stored)
-    voice = engines.voice_with_mode(pm, config, body.voice or Voice())
+    if body.voice_id is not None:
+        saved = library.get(body.voice_id)
+        fields = body.voice.model_dump(exclude_unset=True) if body.voice else {}
+        voice = Voice(
+            **{
+                "language": saved["language"],
+                **fields,
+                "mode": "voice_clone",
+                "ref_audio": library.audio_path(body.voice_id),
+                "ref_text": saved["ref_text"],
+                "x_vector_only": saved["ref_text"] is None,
+            }
+        )
+    else:
+        voice = engines.voice_with_mode(pm, config, body.voice or Voice())
     with tempfile.TemporaryDirectory(prefix="example_host-preview-") as folder:
         request = SynthesisRequest(
             config=config,
@@ -226,17 +284,21 @@ class BodyLimit:
     Content-Length when sent (the server's HTTP layer holds a client to it), else by counting
     what arrives."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(
+        self, app: Any, max_bytes: int, upload_bytes: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_bytes.get(scope.get("path", ""), self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         if declared:
             await self.app(scope, receive, send)
@@ -253,8 +315,8 @@ class BodyLimit:
                 break
             chunks.append(message.get("body", b""))
             received += len(chunks[-1])
-            if received > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if received > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             if not message.get("more_body", False):
                 break
@@ -270,10 +332,10 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+    async def _refuse(self, scope: Any, receive: Any, send: Any, limit: int) -> None:
         error = TtsError(
             "request_too_large",
-            f"the request body is over {self.max_bytes:,} bytes",
+            f"the request body is over {limit:,} bytes",
             "Send less text per request (split a long narration), or start the server with "
             "a larger body limit.",
         )

@@ -34,8 +34,9 @@ def settings(tmp_path, tiny):
 
 
 @pytest.fixture
-def client(settings, pm):
-    with TestClient(create_app(settings, pm=pm)) as test_client:
+def client(settings, pm, tmp_path):
+    app = create_app(settings, pm=pm, voices_path=tmp_path / "voices")
+    with TestClient(app) as test_client:
         yield test_client
 
 
@@ -304,3 +305,73 @@ def test_concurrent_previews_share_generate_calls(client):
         responses = list(pool.map(press, range(8)))
     assert all(r.status_code == 200 for r in responses)
     assert max(int(r.headers["X-TTS-Batch-Size"]) for r in responses) > 1
+
+
+# --- the voice library ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cloning(tmp_path, tiny, pm):
+    """A server whose config is the tiny Base (voice cloning) model, with an empty library."""
+    path = tmp_path / "clone-settings.json"
+    config = {
+        "provider": "qwen3_tts",
+        "extra_params": {"ModelPath": str(tiny["base"]), "Device": "cpu"},
+    }
+    path.write_text(json.dumps({"configs": {"qwen3_tts_default": config}}))
+    app = create_app(path, pm=pm, voices_path=tmp_path / "voices", max_upload_bytes=400_000)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def upload(client, path, **fields):
+    with open(path, "rb") as handle:
+        return client.post(
+            "/api/tts/voices", files={"file": (path.name, handle, "audio/wav")}, data=fields
+        )
+
+
+def test_a_saved_voice_is_uploaded_listed_spoken_by_id_and_deleted(cloning, tmp_path):
+    ref = write_reference_wav(tmp_path / "narrator.wav")
+    response = upload(cloning, ref, name="Narrator", ref_text="Hello.")
+    assert response.status_code == 201
+    voice = response.json()
+    assert (voice["name"], voice["ref_text"], voice["duration_s"]) == ("Narrator", "Hello.", 1.5)
+    assert str(tmp_path) not in json.dumps(voice)  # no server path ever goes out
+    assert [v["id"] for v in cloning.get("/api/tts/voices").json()] == [voice["id"]]
+
+    body = {"text": "Hi there.", "voice_id": voice["id"], "generation": FAST}
+    spoken = cloning.post("/api/tts/preview", json=body)
+    assert spoken.status_code == 200 and spoken.content.startswith(b"RIFF")
+
+    assert cloning.delete(f"/api/tts/voices/{voice['id']}").status_code == 204
+    assert cloning.get("/api/tts/voices").json() == []
+    for response in (
+        cloning.delete(f"/api/tts/voices/{voice['id']}"),
+        cloning.post("/api/tts/preview", json=body),
+        cloning.delete("/api/tts/voices/../../etc"),
+    ):
+        assert response.status_code in (404, 405), response.text
+    assert cloning.post("/api/tts/preview", json=body).json()["code"] == "unknown_voice"
+
+
+def test_a_server_path_is_never_cloned(cloning, tmp_path):
+    ref = write_reference_wav(tmp_path / "secret.wav")
+    body = {"text": "Hi.", "voice": {"mode": "voice_clone", "ref_audio": str(ref)}}
+    response = cloning.post("/api/tts/preview", json=body)
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+    assert "voice_id" in response.json()["detail"]
+
+
+def test_uploads_that_are_not_audio_or_too_large_are_refused(cloning, tmp_path):
+    fake = tmp_path / "notes.wav"
+    fake.write_bytes(b"RIFF but not audio")
+    response = upload(cloning, fake, name="x")
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+    text = tmp_path / "voice.txt"
+    text.write_text("hello")
+    assert upload(cloning, text).status_code == 422
+    big = write_reference_wav(tmp_path / "long.wav", seconds=10)  # 480 KB > 400 KB
+    response = upload(cloning, big, name="long")
+    assert response.status_code == 413 and response.json()["code"] == "request_too_large"
+    assert cloning.get("/api/tts/voices").json() == []

@@ -49,13 +49,14 @@ def settings(tmp_path, tiny):
 
 
 @pytest.fixture
-def site(settings, pm):
+def site(settings, pm, tmp_path):
     import uvicorn
 
     from example_host.http import create_app
 
     sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, pm=pm), log_config=None))
+    app = create_app(settings, pm=pm, voices_path=tmp_path / "voices")
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -131,3 +132,31 @@ def test_a_refused_setting_shows_the_engines_words_and_saves_nothing(site, brows
     assert page.text_content("#error-code") == "invalid_settings"
     assert "BatchSize" in page.text_content("#error-detail")
     assert settings.read_bytes() == before
+
+
+def test_a_cloning_model_offers_the_saved_voices_and_speaks_one(
+    site, browser, settings, tiny, tmp_path
+):
+    import numpy as np
+    import soundfile as sf
+
+    from example_host.voice_library import VoiceLibrary
+
+    data = json.loads(settings.read_text())
+    data["configs"]["qwen3_tts_default"]["extra_params"] = {
+        "ModelPath": str(tiny["base"]),
+        "Device": "cpu",
+    }
+    settings.write_text(json.dumps(data))
+    ref = tmp_path / "narrator.wav"
+    t = np.arange(24_000 * 2) / 24_000
+    sf.write(ref, 0.3 * np.sin(2 * np.pi * 200 * t), 24_000)
+    voice = VoiceLibrary(tmp_path / "voices").add("Narrator", "narrator.wav", ref.read_bytes())
+
+    page = browser.new_page()
+    page.goto(site)
+    page.wait_for_selector(f"#voice option[value='saved:{voice['id']}']", state="attached")
+    page.select_option("#voice", f"saved:{voice['id']}")
+    page.click("#preview")
+    page.wait_for_function(AUDIO_READY, timeout=60_000)
+    assert page.is_hidden("#error")

@@ -70,10 +70,20 @@ function showModels(models) {
   $("models").querySelector("tbody").replaceChildren(...rows);
 }
 
-function showVoices(models, extra) {
+async function showVoices(models, extra) {
+  // A built-in speaker for speaker models, a saved voice (the library) for cloning models.
   const chosen = models.find((m) => m.configured);
-  const speakers = chosen ? chosen.speakers : [];
   const select = $("voice");
+  if (chosen && chosen.kind === "base") {
+    const saved = await getJson("/api/tts/voices");
+    select.replaceChildren(
+      option("", saved.length ? "choose a saved voice" : "no saved voice yet (POST /api/tts/voices)"),
+      ...saved.map((v) => option(`saved:${v.id}`, `${v.name} (${v.duration_s} s)`)),
+    );
+    select.disabled = saved.length === 0;
+    return;
+  }
+  const speakers = chosen ? chosen.speakers : [];
   select.replaceChildren(option("", "the model's own voice"), ...speakers.map((s) => option(s)));
   select.value = speakers.includes(extra.Speaker) ? extra.Speaker : "";
   select.disabled = speakers.length === 0;
@@ -120,7 +130,7 @@ async function load() {
   $("batch-size").value = extra.BatchSize ?? "auto";
   showAcceleration(caps.acceleration);
   showModels(caps.models);
-  showVoices(caps.models, extra);
+  await showVoices(caps.models, extra);
   await refreshStatus();
 }
 
@@ -133,7 +143,7 @@ function chosenSettings() {
     Attention: $("attention").value,
     Backend: $("backend").value,
     BatchSize: batch === "" ? null : batch,
-    Speaker: $("voice").value || null,
+    Speaker: $("voice").value && !$("voice").value.startsWith("saved:") ? $("voice").value : null,
   };
 }
 
@@ -172,7 +182,9 @@ async function preview() {
   clearAudio();
   try {
     await save();
-    const voice = $("voice").value ? { speaker: $("voice").value } : null;
+    const picked = $("voice").value;
+    const savedId = picked.startsWith("saved:") ? picked.slice("saved:".length) : null;
+    const voice = picked && !savedId ? { speaker: picked } : null;
     const response = await fetch("/api/tts/preview", {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -180,6 +192,7 @@ async function preview() {
         text: $("text").value,
         config_id: configId,
         voice,
+        voice_id: savedId,
         generation: $("quick").checked ? { max_new_tokens: QUICK_FRAMES, allow_cut: true } : null,
       }),
     });
