@@ -104,7 +104,8 @@ def _change(store: SettingsStore, config_id: str, changes: dict[str, Any]) -> in
     if any(value is not None for value in changes.values()):
         pm = engines.plugin_manager()
         caps = engines.engine_for(pm, config["provider"], engines.engine_config(config))
-        for warning in engines.check_changes(pm, caps, changes):
+        stored = config.get("extra_params", {})
+        for warning in engines.check_changes(pm, caps, changes, stored):
             print(f"warning: {warning}", file=sys.stderr)
     config = store.update_extra_params(config_id, changes)
     for key, value in changes.items():

@@ -126,23 +126,31 @@ def check_setting(caps: Capabilities, key: str, value: Any) -> str | None:
 
 
 def check_changes(
-    pm: pluggy.PluginManager, caps: Capabilities, changes: dict[str, Any]
+    pm: pluggy.PluginManager,
+    caps: Capabilities,
+    changes: dict[str, Any],
+    stored: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Validate every non-null value of ``changes`` (null removes a key); return the warnings.
+    """Validate ``changes`` (null removes a key) as they would be saved over ``stored``; return
+    the warnings.
 
-    The engine judges the values itself (``tts_check_settings``: exactly what it accepts, in
-    its own words); an engine without that hook is checked against its settings schema. Keys
-    the engine does not know are kept for other engines, with a warning.
+    The engine judges the settings the config will hold (``tts_check_settings``: exactly what
+    it accepts, in its own words, e.g. ModelKey is not checked while ModelPath overrides it);
+    an engine without that hook has each changed value checked against its settings schema.
+    Keys the engine does not know are kept for other engines, with a warning.
     """
     values = {key: value for key, value in changes.items() if value is not None}
+    merged = {**(stored or {}), **changes}
+    merged = {key: value for key, value in merged.items() if value is not None}
     schema_keys = (caps.settings_schema or {}).get("properties", {})
     warnings = [
         f"{caps.provider} does not know the setting {key!r}; kept for other engines"
         for key in values
         if key not in schema_keys
     ]
-    config = EngineConfig(provider=caps.provider, extra_params=values)
-    refusals = pm.hook.tts_check_settings(config=config)
+    refusals = pm.hook.tts_check_settings(
+        config=EngineConfig(provider=caps.provider, extra_params=merged)
+    )
     if refusals is None:  # an engine without the hook: its JSON schema decides
         for key, value in values.items():
             check_setting(caps, key, value)

@@ -1,8 +1,9 @@
 """The editor backend's TTS routes, as a FastAPI app: settings, engines and the listen button.
 
-``create_app(settings_path=None, pm=None)`` builds the app; ``python -m example_host serve``
-runs it with uvicorn. Errors are JSON ``{code, detail, hint}``: invalid input 422, missing
-config 404, model or device unavailable 503, anything else 500.
+``create_app(...)`` builds the app (the settings page at ``/``, the JSON routes under
+``/api/tts``); ``python -m example_host serve`` runs it with uvicorn. Errors are JSON
+``{code, detail, hint}`` with the status ``STATUS_BY_CODE`` gives each code (422, 413, 404, 409,
+503, 500; the README's table).
 """
 
 from __future__ import annotations
@@ -177,9 +178,17 @@ def create_app(
 
     @app.put("/api/tts/settings/{config_id}")
     def update_settings(config_id: str, body: SettingsUpdate) -> dict[str, Any]:
+        if body.extra_params.get("RefAudio") is not None:
+            raise TtsError(
+                "invalid_request",
+                "RefAudio names a file on the server; over HTTP, clone voices come from the "
+                "voice library",
+                "Upload the recording (POST /api/tts/voices) and preview with its voice_id.",
+            )
         config = store.config(config_id)
         caps = engines.engine_for(pm, config["provider"], engines.engine_config(config))
-        warnings = engines.check_changes(pm, caps, body.extra_params)
+        stored = config.get("extra_params", {})
+        warnings = engines.check_changes(pm, caps, body.extra_params, stored)
         config = store.update_extra_params(config_id, body.extra_params)
         return {"config_id": config_id, "config": config, "warnings": warnings}
 
@@ -295,10 +304,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_bytes.get(scope.get("path", ""), self.max_bytes)
+        path = scope.get("path", "").rstrip("/")
+        upload = path in self.upload_bytes
+        limit = self.upload_bytes.get(path, self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, receive, send, limit)
+            await self._refuse(scope, receive, send, limit, upload)
             return
         if declared:
             await self.app(scope, receive, send)
@@ -316,7 +327,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             received += len(chunks[-1])
             if received > limit:
-                await self._refuse(scope, receive, send, limit)
+                await self._refuse(scope, receive, send, limit, upload)
                 return
             if not message.get("more_body", False):
                 break
@@ -332,12 +343,15 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Any, receive: Any, send: Any, limit: int) -> None:
-        error = TtsError(
-            "request_too_large",
-            f"the request body is over {limit:,} bytes",
-            "Send less text per request (split a long narration), or start the server with "
-            "a larger body limit.",
+    async def _refuse(
+        self, scope: Any, receive: Any, send: Any, limit: int, upload: bool = False
+    ) -> None:
+        hint = (
+            "Upload 3 to 10 seconds of speech: a reference longer than that does not help."
+            if upload
+            else "Send less text per request (split a long narration), or start the server "
+            "with a larger body limit."
         )
+        error = TtsError("request_too_large", f"the request body is over {limit:,} bytes", hint)
         response = JSONResponse(error.to_dict(), status_code=TOO_LARGE)
         await response(scope, receive, send)

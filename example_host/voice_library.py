@@ -84,36 +84,57 @@ class VoiceLibrary:
         return voice
 
     def list(self) -> list[dict[str, Any]]:
-        """Every saved voice, oldest first."""
+        """Every saved voice, oldest first; a folder that is not a whole voice is skipped."""
         if not self.root.is_dir():
             return []
         voices = []
         for folder in self.root.iterdir():
-            if _ID.match(folder.name) and (folder / "voice.json").is_file():
-                voices.append(json.loads((folder / "voice.json").read_text(encoding="utf-8")))
+            if _ID.match(folder.name):
+                try:
+                    voices.append(self.get(folder.name))
+                except TtsError:
+                    continue
         return sorted(voices, key=lambda voice: voice["created_at"])
 
     def get(self, voice_id: str) -> dict[str, Any]:
-        """One voice by id; ``unknown_voice`` when there is none."""
+        """One voice by id; ``unknown_voice`` when there is none (or it is being deleted, or
+        its record is damaged)."""
         folder = self._folder(voice_id)
-        return json.loads((folder / "voice.json").read_text(encoding="utf-8"))
+        try:
+            voice = json.loads((folder / "voice.json").read_text(encoding="utf-8"))
+            if not all(isinstance(voice.get(k), str) for k in ("id", "file", "created_at")):
+                raise ValueError("incomplete voice record")
+        except (OSError, ValueError) as exc:
+            raise _unknown(voice_id, f"its record cannot be read ({type(exc).__name__})") from None
+        return voice
 
     def audio_path(self, voice_id: str) -> Path:
         """Where the voice's recording lies (for the engine, never sent to a client)."""
         return self._folder(voice_id) / self.get(voice_id)["file"]
 
     def delete(self, voice_id: str) -> None:
-        shutil.rmtree(self._folder(voice_id))
+        """Remove a voice: renamed out of sight first, so no reader sees it half gone."""
+        folder = self._folder(voice_id)
+        doomed = self.root / f".deleted-{voice_id}-{uuid.uuid4().hex[:6]}"
+        try:
+            os.replace(folder, doomed)
+        except FileNotFoundError:
+            raise _unknown(voice_id, "it was just deleted") from None
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def _folder(self, voice_id: str) -> Path:
         folder = self.root / voice_id
-        if not _ID.match(voice_id) or not (folder / "voice.json").is_file():
-            raise TtsError(
-                "unknown_voice",
-                f"no saved voice {voice_id!r}",
-                "List the saved voices (GET /api/tts/voices) and use one of their ids.",
-            )
+        if not _ID.fullmatch(voice_id) or not (folder / "voice.json").is_file():
+            raise _unknown(voice_id, "there is none")
         return folder
+
+
+def _unknown(voice_id: str, why: str) -> TtsError:
+    return TtsError(
+        "unknown_voice",
+        f"no saved voice {voice_id!r}: {why}",
+        "List the saved voices (GET /api/tts/voices) and use one of their ids.",
+    )
 
 
 def _duration(data: bytes, filename: str) -> float:

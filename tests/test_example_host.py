@@ -105,7 +105,6 @@ def test_settings_set_reads_json_values_and_unset_removes(host, settings):
         ("Precision", "fp8", "invalid_settings", "Precision: Input should be 'auto'"),
         ("XVectorOnly", "3", "invalid_settings", "XVectorOnly: Input should be a valid boolean"),
         ("BatchSize", "65", "invalid_settings", "less than or equal to 64"),
-        ("ModelKey", "huge_9b", "unknown_model_key", "unknown ModelKey 'huge_9b'"),
     ],
 )
 def test_settings_set_refuses_what_the_engine_refuses_in_its_words(
@@ -117,6 +116,15 @@ def test_settings_set_refuses_what_the_engine_refuses_in_its_words(
     assert err.startswith(f"{code}: ") and expected in err, err
     assert "hint:" in err
     assert settings.read_bytes() == before
+
+
+def test_a_model_key_is_judged_with_the_settings_it_joins(host, settings, tmp_path):
+    """ModelPath overrides ModelKey, so the engine does not judge the key then; without it an
+    unknown key is refused in the engine's words."""
+    assert host("--settings", settings, "settings", "set", "ModelKey", "huge_9b")[0] == 0
+    plain = write_settings(tmp_path / "plain.json", Device="cpu")
+    code, _, err = host("--settings", plain, "settings", "set", "ModelKey", "huge_9b")
+    assert code == 2 and err.startswith("unknown_model_key: unknown ModelKey 'huge_9b'")
 
 
 @pytest.mark.parametrize(

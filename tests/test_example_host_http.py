@@ -201,11 +201,22 @@ def write_reference_wav(path: Path, seconds: float = 1.5) -> Path:
 
 
 @pytest.mark.parametrize("variant", ["base", "voice_design"])
-def test_preview_without_a_mode_speaks_in_the_models_own_mode(client, tmp_path, tiny, variant):
-    """A Base (clone) or VoiceDesign ModelPath: the reference or instruct comes from settings."""
+def test_preview_without_a_mode_speaks_in_the_models_own_mode(
+    client, settings, tmp_path, tiny, variant
+):
+    """A Base (clone) or VoiceDesign ModelPath: the reference or instruct comes from settings.
+    RefAudio is a path on the server: the server's owner sets it (the file, the CLI); over
+    HTTP it is refused, clone voices come from the library."""
     params = {"ModelPath": str(tiny[variant])}
     if variant == "base":
-        params["RefAudio"] = str(write_reference_wav(tmp_path / "ref.wav"))
+        ref = str(write_reference_wav(tmp_path / "ref.wav"))
+        put = client.put(
+            "/api/tts/settings/qwen3_tts_default", json={"extra_params": {"RefAudio": ref}}
+        )
+        assert put.status_code == 422 and "voice library" in put.json()["detail"]
+        data = json.loads(settings.read_text())
+        data["configs"]["qwen3_tts_default"]["extra_params"].update(RefAudio=ref)
+        settings.write_text(json.dumps(data))
     else:
         params["Instruct"] = "A calm, low voice."
     put = client.put("/api/tts/settings/qwen3_tts_default", json={"extra_params": params})
@@ -375,3 +386,14 @@ def test_uploads_that_are_not_audio_or_too_large_are_refused(cloning, tmp_path):
     response = upload(cloning, big, name="long")
     assert response.status_code == 413 and response.json()["code"] == "request_too_large"
     assert cloning.get("/api/tts/voices").json() == []
+
+
+def test_a_damaged_voice_record_is_skipped_not_a_server_error(cloning, tmp_path):
+    ref = write_reference_wav(tmp_path / "ok.wav")
+    good = upload(cloning, ref, name="Good").json()
+    broken = tmp_path / "voices" / "0123456789ab"
+    broken.mkdir()
+    (broken / "voice.json").write_text("{}")
+    assert [v["id"] for v in cloning.get("/api/tts/voices").json()] == [good["id"]]
+    response = cloning.post("/api/tts/preview", json={"text": "Hi.", "voice_id": broken.name})
+    assert response.status_code == 404 and response.json()["code"] == "unknown_voice"

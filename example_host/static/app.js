@@ -5,12 +5,21 @@
 const configId = new URLSearchParams(location.search).get("config") || "qwen3_tts_default";
 const $ = (id) => document.getElementById(id);
 let provider = null;
+let speakerTouched = false; // Speaker is saved only when the user picked one on this page
 const QUICK_FRAMES = 50; // 12.5 frames per second: 4 seconds
 
 async function getJson(url, options) {
   const response = await fetch(url, options);
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw body.code ? body : { code: "http_" + response.status, detail: JSON.stringify(body) };
+  const text = await response.text();
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    throw body && body.code ? body : { code: `http_${response.status}`, detail: text || response.statusText };
+  }
   return body;
 }
 
@@ -85,7 +94,8 @@ async function showVoices(models, extra) {
   }
   const speakers = chosen ? chosen.speakers : [];
   select.replaceChildren(option("", "the model's own voice"), ...speakers.map((s) => option(s)));
-  select.value = speakers.includes(extra.Speaker) ? extra.Speaker : "";
+  const stored = String(extra.Speaker ?? "").toLowerCase();
+  select.value = speakers.find((s) => s.toLowerCase() === stored) ?? "";
   select.disabled = speakers.length === 0;
 }
 
@@ -137,33 +147,38 @@ async function load() {
 function chosenSettings() {
   const device = $("device").value === "other" ? $("device-other").value.trim() : $("device").value;
   const batch = $("batch-size").value.trim();
-  return {
+  const settings = {
     Device: device || "auto",
     Precision: $("precision").value,
     Attention: $("attention").value,
     Backend: $("backend").value,
     BatchSize: batch === "" ? null : batch,
-    Speaker: $("voice").value && !$("voice").value.startsWith("saved:") ? $("voice").value : null,
   };
+  const picked = $("voice").value;
+  if (speakerTouched && !picked.startsWith("saved:")) settings.Speaker = picked || null;
+  return settings;
 }
 
 function showError(error) {
-  $("error-code").textContent = error.code;
-  $("error-detail").textContent = error.detail;
+  // A server error is {code, detail, hint}; a failure in the page (network, a bug) is an Error.
+  $("error-code").textContent = error.code ?? error.name ?? "error";
+  $("error-detail").textContent = error.detail ?? error.message ?? String(error);
   $("error-hint").textContent = error.hint || "";
   $("error").hidden = false;
 }
 
 async function save() {
+  // Returns the settings as saved (the preview's decision line describes those).
   $("error").hidden = true;
   $("saved").textContent = "";
-  const body = { extra_params: chosenSettings() };
-  await getJson(`/api/tts/settings/${encodeURIComponent(configId)}`, {
+  const settings = chosenSettings();
+  const answer = await getJson(`/api/tts/settings/${encodeURIComponent(configId)}`, {
     method: "PUT",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
+    body: JSON.stringify({ extra_params: settings }),
   });
-  $("saved").textContent = "saved";
+  $("saved").textContent = ["saved", ...(answer.warnings || [])].join(" · ");
+  return settings;
 }
 
 function clearAudio() {
@@ -177,11 +192,12 @@ function clearAudio() {
 async function preview() {
   const button = $("preview");
   button.disabled = true;
+  $("save").disabled = true;
   $("busy").hidden = false;
   $("decision").hidden = true;
   clearAudio();
   try {
-    await save();
+    const saved = await save();
     const picked = $("voice").value;
     const savedId = picked.startsWith("saved:") ? picked.slice("saved:".length) : null;
     const voice = picked && !savedId ? { speaker: picked } : null;
@@ -201,7 +217,8 @@ async function preview() {
       return;
     }
     const h = (name) => response.headers.get("X-TTS-" + name);
-    const source = chosenSettings().Device === "auto" ? "detected" : "config";
+    const detect = ["", "auto", "default"].includes(saved.Device.trim().toLowerCase());
+    const source = detect ? "detected" : "config";
     $("decision").textContent =
       `device ${h("Device")} (${source}) · ${h("Dtype")} · ${h("Attention")} · backend ${h("Backend")}` +
       ` · load ${h("Load-Seconds")} s · synthesis ${h("Synth-Seconds")} s · ${h("Duration")} s of audio` +
@@ -214,11 +231,15 @@ async function preview() {
     showError(error);
   } finally {
     button.disabled = false;
+    $("save").disabled = false;
     $("busy").hidden = true;
     await refreshStatus();
   }
 }
 
+$("voice").addEventListener("change", () => {
+  speakerTouched = true;
+});
 $("device").addEventListener("change", () => {
   $("device-other").hidden = $("device").value !== "other";
 });
