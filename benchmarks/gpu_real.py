@@ -172,8 +172,8 @@ def model_config(shrink: int = 1) -> dict[str, Any]:
         _divide(predictor, _PREDICTOR_KEYS, shrink)
         predictor["layer_types"] = ["full_attention"] * predictor["num_hidden_layers"]
         text_rows = -(-talker["text_vocab_size"] // shrink // 128) * 128
-        talker["text_vocab_size"] = max(text_rows, testing._text_vocab_size())
-    highest = max(testing._special_token_ids().values())
+        talker["text_vocab_size"] = max(text_rows, testing.text_vocab_size())
+    highest = max(testing.special_token_ids().values())
     if highest >= talker["text_vocab_size"]:
         raise ValueError(f"token id {highest} outside text_vocab_size {talker['text_vocab_size']}")
     return config
@@ -192,7 +192,7 @@ def _json_files(shrink: int) -> dict[str, dict[str, Any]]:
     """The JSON files the builder generates (the others are copied verbatim), by path."""
     return {
         "config.json": model_config(shrink),
-        "tokenizer_config.json": testing._tokenizer_config(),
+        "tokenizer_config.json": testing.tokenizer_config(),
         "speech_tokenizer/config.json": speech_tokenizer_config(shrink),
     }
 
@@ -203,8 +203,8 @@ def _write_text_files(folder: pathlib.Path, shrink: int) -> None:
     for relative in _VERBATIM:
         shutil.copyfile(DATA_DIR / relative, folder / relative)
     for relative, data in _json_files(shrink).items():
-        (folder / relative).write_text(testing._dump_json(data), encoding="utf-8")
-    vocab, merges = testing._trained_tokenizer()
+        (folder / relative).write_text(testing.dump_json(data), encoding="utf-8")
+    vocab, merges = testing.trained_tokenizer()
     (folder / "vocab.json").write_text(
         json.dumps(dict(vocab), ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -215,7 +215,7 @@ def _write_text_files(folder: pathlib.Path, shrink: int) -> None:
 
 def _talker_state_dict(config: dict[str, Any]) -> dict[str, Any]:
     """The talker with transformers' init (N(0, 0.02), fp16-safe) and EOS made unreachable."""
-    with testing._banner_to_stderr():
+    with testing.banner_to_stderr():
         from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration
 
     model = Qwen3TTSForConditionalGeneration(Qwen3TTSConfig(**copy.deepcopy(config)))
@@ -236,13 +236,13 @@ def _speech_tokenizer_state_dict(config: dict[str, Any]) -> dict[str, Any]:
     """The 12 Hz speech tokenizer with torch's default init and random codebooks.
 
     transformers' N(0, 0.02) init leaves the vocoder output near 1e-8 (underflow in fp16);
-    ``testing._reset_weights`` gives the layers torch's defaults and the codebooks N(0, 1).
+    ``testing.reset_weights`` gives the layers torch's defaults and the codebooks N(0, 1).
     """
-    with testing._banner_to_stderr():
+    with testing.banner_to_stderr():
         from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model
 
     model = Qwen3TTSTokenizerV2Model(Qwen3TTSTokenizerV2Config(**copy.deepcopy(config)))
-    testing._reset_weights(model)
+    testing.reset_weights(model)
     return model.state_dict()
 
 
@@ -292,22 +292,22 @@ def build_real_size_checkpoint(
     """
     _check_build_args(dtype, shrink)
     dest = pathlib.Path(dest)
-    _build(dest, shrink, seed, dtype, publish=testing._replace_folder)
+    _build(dest, shrink, seed, dtype, publish=testing.replace_folder)
     return dest
 
 
 def _build(target: pathlib.Path, shrink: int, seed: int, dtype: str, publish: Any) -> None:
     """Write the folder into a temp sibling of ``target``, then ``publish(staging, target)``."""
-    staging = testing._temp_sibling(target)
+    staging = testing.temp_sibling(target)
     try:
         _write_text_files(staging, shrink)
         _write_weights(staging, shrink, seed, dtype)
         publish(staging, target)
     finally:
-        testing._remove_if_left(staging)
+        testing.remove_if_left(staging)
 
 
-def _cache_key(dtype: str, seed: int, shrink: int) -> str:
+def cache_key(dtype: str, seed: int, shrink: int) -> str:
     """Hash of everything that decides the folder's content."""
     recipe = {
         "builder_version": BUILDER_VERSION,
@@ -316,7 +316,7 @@ def _cache_key(dtype: str, seed: int, shrink: int) -> str:
         "shrink": shrink,
         "files": _json_files(shrink),
         "verbatim": {name: (DATA_DIR / name).read_text(encoding="utf-8") for name in _VERBATIM},
-        "tokenizer": testing._trained_tokenizer(),
+        "tokenizer": testing.trained_tokenizer(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
@@ -336,10 +336,10 @@ def real_size_checkpoint(
     """A cached checkpoint folder, built once (safe when several processes build at once)."""
     _check_build_args(dtype, shrink)
     root = pathlib.Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    name = f"0.6B-CustomVoice-{dtype}-seed{seed}-shrink{shrink}-{_cache_key(dtype, seed, shrink)}"
+    name = f"0.6B-CustomVoice-{dtype}-seed{seed}-shrink{shrink}-{cache_key(dtype, seed, shrink)}"
     target = root / name
     if not (target / "speech_tokenizer" / "model.safetensors").is_file():
-        _build(target, shrink, seed, dtype, publish=testing._publish_once)
+        _build(target, shrink, seed, dtype, publish=testing.publish_once)
     return target
 
 
@@ -443,7 +443,7 @@ def _frames_of(wavs: list[Any]) -> list[float]:
     return [_frames(len(wav)) for wav in wavs]
 
 
-def _sampling(frames: int) -> dict[str, Any]:
+def sampling(frames: int) -> dict[str, Any]:
     """The plugin's sampling kwargs for its default GenerationParams, for ``frames`` frames."""
     from hookspecs import GenerationParams
     from qwen3tts_plugin.generation import sampling_kwargs
@@ -461,7 +461,7 @@ def _direct_call(model: Any, texts: list[str]) -> Call:
             text=texts if len(texts) > 1 else texts[0],
             speaker=SPEAKER,
             language=LANGUAGE,
-            **_sampling(frames),
+            **sampling(frames),
         )
         return _frames_of(wavs)
 
@@ -830,7 +830,7 @@ def check(path: pathlib.Path, device: str, dtype: str, frames: int) -> dict[str,
     _sync(device)
     started = time.perf_counter()
     wavs, rate = model.generate_custom_voice(
-        text=TEXT, speaker=SPEAKER, language=LANGUAGE, **_sampling(frames)
+        text=TEXT, speaker=SPEAKER, language=LANGUAGE, **sampling(frames)
     )
     _sync(device)
     seconds = time.perf_counter() - started

@@ -210,7 +210,7 @@ def _voices(variant: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1)
-def _trained_tokenizer() -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+def trained_tokenizer() -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
     """Train the tiny byte-level BPE once per process; return (vocab items by id, merges)."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
@@ -235,22 +235,22 @@ def _trained_tokenizer() -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
     return vocab, merges
 
 
-def _special_token_ids() -> dict[str, int]:
+def special_token_ids() -> dict[str, int]:
     """Ids of the special text tokens: appended after the BPE vocabulary, as in Qwen2."""
-    vocab, _ = _trained_tokenizer()
+    vocab, _ = trained_tokenizer()
     first = len(vocab)
     return {content: first + offset for offset, (content, _special) in enumerate(_SPECIAL_TOKENS)}
 
 
-def _text_vocab_size() -> int:
+def text_vocab_size() -> int:
     """The text embedding rows: the whole vocabulary rounded up to a multiple of 128."""
-    total = len(_trained_tokenizer()[0]) + len(_SPECIAL_TOKENS)
+    total = len(trained_tokenizer()[0]) + len(_SPECIAL_TOKENS)
     return -(-total // 128) * 128
 
 
-def _tokenizer_config() -> dict[str, Any]:
+def tokenizer_config() -> dict[str, Any]:
     """tokenizer_config.json, shaped like the published one."""
-    ids = _special_token_ids()
+    ids = special_token_ids()
     added = {
         str(ids[content]): {
             "content": content,
@@ -403,7 +403,7 @@ def _talker_config(variant: str) -> dict[str, Any]:
         "rope_theta": 1000000,
         "sliding_window": None,
         "text_hidden_size": _HIDDEN,
-        "text_vocab_size": _text_vocab_size(),
+        "text_vocab_size": text_vocab_size(),
         "use_cache": True,
         "use_sliding_window": False,
         "vocab_size": _TALKER_VOCAB,
@@ -427,8 +427,8 @@ def _speaker_encoder_config() -> dict[str, Any]:
 
 def text_token_ids() -> dict[str, int]:
     """config.json's special text-token ids, as the tiny tokenizer numbers them."""
-    ids = _special_token_ids()
-    vocab = dict(_trained_tokenizer()[0])
+    ids = special_token_ids()
+    vocab = dict(trained_tokenizer()[0])
     return {
         "assistant_token_id": vocab["assistant"],
         "im_end_token_id": ids["<|im_end|>"],
@@ -595,7 +595,7 @@ def _json_files(variant: str) -> dict[str, dict[str, Any]]:
         "config.json": _model_config(variant),
         "generation_config.json": _generation_config(),
         "preprocessor_config.json": _processor_config(),
-        "tokenizer_config.json": _tokenizer_config(),
+        "tokenizer_config.json": tokenizer_config(),
         "speech_tokenizer/config.json": _speech_tokenizer_config(),
         "speech_tokenizer/preprocessor_config.json": _speech_feature_extractor_config(),
     }
@@ -607,19 +607,19 @@ def _check_variant(variant: str) -> None:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
 
 
-def _dump_json(data: Any) -> str:
+def dump_json(data: Any) -> str:
     """Serialise like the published files: 2-space indent, UTF-8, trailing newline."""
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 @contextlib.contextmanager
-def _banner_to_stderr() -> Iterator[None]:
+def banner_to_stderr() -> Iterator[None]:
     """Send what qwen_tts prints on import (a flash-attn notice) to stderr, not stdout."""
     with contextlib.redirect_stdout(sys.stderr):
         yield
 
 
-def _reset_weights(model: Any) -> None:
+def reset_weights(model: Any) -> None:
     """Give conv/linear/embedding layers torch's default init and the codebooks random entries.
 
     transformers' N(0, 0.02) init leaves the vocoder nearly silent (~1e-8).
@@ -640,12 +640,12 @@ def _reset_weights(model: Any) -> None:
 
 def _tts_state_dict(variant: str) -> dict[str, Any]:
     """Build the talker (and speaker encoder) with the current torch RNG; return its weights."""
-    with _banner_to_stderr():
+    with banner_to_stderr():
         from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration
 
     config = Qwen3TTSConfig(**copy.deepcopy(_model_config(variant)))
     model = Qwen3TTSForConditionalGeneration(config)
-    _reset_weights(model)
+    reset_weights(model)
     _make_talker_listen(model.talker)
     return model.state_dict()
 
@@ -671,12 +671,12 @@ def _make_talker_listen(talker: Any) -> None:
 
 def _speech_tokenizer_state_dict() -> dict[str, Any]:
     """Build the 12 Hz speech tokenizer with the current torch RNG; return its weights."""
-    with _banner_to_stderr():
+    with banner_to_stderr():
         from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model
 
     config = Qwen3TTSTokenizerV2Config(**copy.deepcopy(_speech_tokenizer_config()))
     model = Qwen3TTSTokenizerV2Model(config)
-    _reset_weights(model)
+    reset_weights(model)
     _make_vocoder_audible(model.decoder)
     return model.state_dict()
 
@@ -731,8 +731,8 @@ def _write_text_files(folder: pathlib.Path, variant: str) -> None:
     """Write the JSON files, the text tokenizer's vocab.json / merges.txt and configuration.json."""
     (folder / "speech_tokenizer").mkdir(parents=True, exist_ok=True)
     for relative, data in _json_files(variant).items():
-        (folder / relative).write_text(_dump_json(data), encoding="utf-8")
-    vocab, merges = _trained_tokenizer()
+        (folder / relative).write_text(dump_json(data), encoding="utf-8")
+    vocab, merges = trained_tokenizer()
     (folder / "vocab.json").write_text(
         json.dumps(dict(vocab), ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -745,13 +745,13 @@ def _write_text_files(folder: pathlib.Path, variant: str) -> None:
     )
 
 
-def _write_tree(folder: pathlib.Path, variant: str, seed: int) -> None:
+def write_tree(folder: pathlib.Path, variant: str, seed: int) -> None:
     """Write a complete checkpoint into the empty folder `folder`."""
     _write_text_files(folder, variant)
     _write_weights(folder, variant, seed)
 
 
-def _temp_sibling(dest: pathlib.Path) -> pathlib.Path:
+def temp_sibling(dest: pathlib.Path) -> pathlib.Path:
     """A new empty folder beside `dest`, so that renaming it onto `dest` stays on one disk."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     folder = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.tmp"
@@ -759,7 +759,7 @@ def _temp_sibling(dest: pathlib.Path) -> pathlib.Path:
     return folder
 
 
-def _remove_if_left(folder: pathlib.Path) -> None:
+def remove_if_left(folder: pathlib.Path) -> None:
     """Delete a staging folder that was not renamed into place (after an error)."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -772,34 +772,34 @@ def build_tiny_checkpoint(
     build into a temp sibling folder then rename) and return its path."""
     _check_variant(variant)
     dest = pathlib.Path(dest)
-    staging = _temp_sibling(dest)
+    staging = temp_sibling(dest)
     try:
-        _write_tree(staging, variant, seed)
-        _replace_folder(staging, dest)
+        write_tree(staging, variant, seed)
+        replace_folder(staging, dest)
     finally:
-        _remove_if_left(staging)
+        remove_if_left(staging)
     return dest
 
 
-def _replace_folder(new: pathlib.Path, dest: pathlib.Path) -> None:
+def replace_folder(new: pathlib.Path, dest: pathlib.Path) -> None:
     """Rename `new` onto `dest`, first moving an existing `dest` aside and deleting it after."""
     if not dest.exists():
         os.replace(new, dest)
         return
-    old = _temp_sibling(dest)
+    old = temp_sibling(dest)
     os.replace(dest, old / dest.name)
     os.replace(new, dest)
     shutil.rmtree(old)
 
 
-def _cache_key(variant: str, seed: int) -> str:
+def cache_key(variant: str, seed: int) -> str:
     """Hash of everything that decides the folder's content."""
     recipe = {
         "builder_version": BUILDER_VERSION,
         "variant": variant,
         "seed": seed,
         "files": _json_files(variant),
-        "tokenizer": _trained_tokenizer(),
+        "tokenizer": trained_tokenizer(),
         "weight_gains": [_VOCODER_GAIN, _ATTENTION_GAIN, _CODE_PREDICTOR_SHARPNESS],
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()[:16]
@@ -826,19 +826,19 @@ def tiny_checkpoint(
     """
     _check_variant(variant)
     root = pathlib.Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    target = root / f"{variant}-seed{seed}-{_cache_key(variant, seed)}"
+    target = root / f"{variant}-seed{seed}-{cache_key(variant, seed)}"
     if (target / "config.json").is_file():
         return target
-    staging = _temp_sibling(target)
+    staging = temp_sibling(target)
     try:
-        _write_tree(staging, variant, seed)
-        _publish_once(staging, target)
+        write_tree(staging, variant, seed)
+        publish_once(staging, target)
     finally:
-        _remove_if_left(staging)
+        remove_if_left(staging)
     return target
 
 
-def _publish_once(new: pathlib.Path, target: pathlib.Path) -> None:
+def publish_once(new: pathlib.Path, target: pathlib.Path) -> None:
     """Rename `new` to `target` unless another process got there first (then keep theirs)."""
     try:
         os.rename(new, target)
@@ -865,13 +865,13 @@ def tiny_checkpoint_without_eos(
     target = source.parent / f"{source.name}-without-eos"
     if (target / "config.json").is_file():
         return target
-    staging = _temp_sibling(target)
+    staging = temp_sibling(target)
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
         _silence_end_of_speech(staging)
-        _publish_once(staging, target)
+        publish_once(staging, target)
     finally:
-        _remove_if_left(staging)
+        remove_if_left(staging)
     return target
 
 

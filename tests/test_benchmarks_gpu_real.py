@@ -81,13 +81,13 @@ def test_real_sizes_with_the_local_tokenizers_special_ids():
     assert talker["codec_eos_token_id"] == CODEC_EOS
     decoder = gpu_real.speech_tokenizer_config()["decoder_config"]
     assert (decoder["num_hidden_layers"], decoder["hidden_size"]) == (8, 512)
-    ids = testing._special_token_ids()
+    ids = testing.special_token_ids()
     assert config["im_start_token_id"] == ids["<|im_start|>"]
     assert config["im_end_token_id"] == ids["<|im_end|>"]
     assert config["tts_bos_token_id"] == ids["<tts_text_bos>"]
     assert config["tts_eos_token_id"] == ids["<tts_text_eod>"]
     assert config["tts_pad_token_id"] == ids["<tts_pad>"]
-    assert config["assistant_token_id"] == dict(testing._trained_tokenizer()[0])["assistant"]
+    assert config["assistant_token_id"] == dict(testing.trained_tokenizer()[0])["assistant"]
     published = json.loads((gpu_real.DATA_DIR / "config.json").read_text())
     assert config["talker_config"] == published["talker_config"]
 
@@ -107,7 +107,7 @@ def test_shrunken_build_generates_exactly_the_frames_asked(shrunk, one_thread):
             text=gpu_real.SEGMENTS[:2],
             speaker=gpu_real.SPEAKER,
             language=gpu_real.LANGUAGE,
-            **gpu_real._sampling(FRAMES),
+            **gpu_real.sampling(FRAMES),
         )
         assert rate == 24_000
         assert [len(w) for w in wavs] == [FRAMES * 1920] * 2
