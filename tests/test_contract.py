@@ -265,3 +265,17 @@ def test_loading_entry_points_imports_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
     assert report == {"plugins": ["qwen3_tts"], "heavy": []}
+
+
+def test_a_misspelt_hook_is_named_not_ignored_silently():
+    class Misspelt:
+        @hookspecs.hookimpl
+        def tts_synthesise(self, request):  # the contract says tts_synthesize
+            return None
+
+    pm = hookspecs.plugin_manager(load_entrypoints=False)
+    pm.register(Misspelt(), name="misspelt")
+    with pytest.warns(UserWarning, match="misspelt implements 'tts_synthesise'"):
+        found = hookspecs.manager.unknown_hooks(pm)
+    assert found == ["misspelt implements 'tts_synthesise', which the contract lacks"]
+    assert hookspecs.manager.unknown_hooks(hookspecs.plugin_manager()) == []
