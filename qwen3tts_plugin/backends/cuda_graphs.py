@@ -32,10 +32,8 @@ from hookspecs import GenerationParams, TtsError
 from ..devices import device_unusable_error
 from ..generation import clone_prompts, generate, sampling_kwargs, seeded, synthesis_error
 from ..loading import (
-    check_device,
     forget_locals,
     free_device_memory,
-    import_qwen_tts,
     keep_codec_in_float32,
     set_pad_token,
     verify_placement,
@@ -43,7 +41,7 @@ from ..loading import (
 from ..log import get_logger
 from ..quiet import quiet_import, quiet_output
 from . import RUNTIME_IMPORT_ERRORS, runtime_unavailable
-from .qwen_tts import MAX_NEW_TOKENS
+from .qwen_tts import MAX_NEW_TOKENS, QwenTtsBackend
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,8 +96,7 @@ class CudaGraphsBackend:
 
     @classmethod
     def preflight(cls, plan: DevicePlan) -> None:
-        import_qwen_tts()
-        check_device(plan.device)
+        QwenTtsBackend.preflight(plan)  # qwen_tts imported, the device proven
         try:
             quiet_import("faster_qwen3_tts")
         except RUNTIME_IMPORT_ERRORS as exc:
