@@ -83,6 +83,10 @@ class Voice(_Model):
     )
 
 
+MAX_NEW_TOKENS = 8192
+"""The largest frame budget a request may ask for (about 11 minutes of audio)."""
+
+
 class GenerationParams(_Model):
     """Sampling parameters passed through to the model's ``generate``.
 
@@ -107,7 +111,7 @@ class GenerationParams(_Model):
     max_new_tokens: int = Field(
         default=2048,
         ge=2,
-        le=8192,
+        le=MAX_NEW_TOKENS,
         description="Frame budget of one generate call (of each piece of a long text), 2..8192. "
         "A piece that uses it all without ending is retried once with twice the budget, then "
         "refused (synthesis_truncated) unless allow_cut.",

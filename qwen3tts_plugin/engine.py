@@ -30,6 +30,7 @@ from hookspecs import (
     SynthesisResult,
     TtsError,
 )
+from hookspecs.models import MAX_NEW_TOKENS
 
 from . import DISPLAY_NAME, PROVIDER, __version__
 from .backends import Backend, LoadKey, backend_class
@@ -56,8 +57,6 @@ SAMPLE_RATE = 24_000
 VOICE_MODES = ["custom_voice", "voice_design", "voice_clone"]
 MAX_BATCH_REQUESTS = 1024
 """Most requests one ``tts_synthesize_batch`` call takes."""
-MAX_FRAMES = 8192
-"""The highest frame budget (GenerationParams.max_new_tokens) a retry may reach."""
 FRAMES_PER_SECOND = 12.5
 """Qwen3-TTS 12Hz codec frames per second of audio."""
 
@@ -148,7 +147,7 @@ class Job:
     rate: int = 0
     plan: DevicePlan | None = None
     cut: bool = False
-    max_frames: int = MAX_FRAMES
+    max_frames: int = MAX_NEW_TOKENS
     error: TtsError | None = None
 
     @property
@@ -428,7 +427,7 @@ class Engine:
         cut = [job for job in synthesis.jobs if job.cut]
         if params.allow_cut or not cut or any(job.error for job in synthesis.jobs):
             return None
-        ceiling = min(MAX_FRAMES, *(job.max_frames for job in cut))
+        ceiling = min(MAX_NEW_TOKENS, *(job.max_frames for job in cut))
         budget = min(2 * params.max_new_tokens, ceiling)
         return budget if budget > max(job.params.max_new_tokens for job in cut) else None
 
@@ -657,22 +656,6 @@ class Engine:
         resident = self._resident
         return None if resident is None else resident.backend
 
-    def state(self) -> dict[str, Any]:
-        """What is resident and the last load error, for status displays."""
-        resident = self._resident
-        return {
-            "resident": None
-            if resident is None
-            else {
-                "path": resident.key.path,
-                "device": resident.key.device,
-                "dtype": resident.key.dtype,
-                "attn_implementation": resident.key.attn_implementation,
-                "backend": resident.key.backend,
-            },
-            "last_error": None if self.last_error is None else self.last_error.to_dict(),
-        }
-
 
 def resolve_model(settings: EngineSettings) -> ResolvedModel:
     """The folder the settings select: ModelPath, else ModelsDir/<repo name> for ModelKey."""
@@ -733,7 +716,7 @@ def truncated_error(job: Job, pieces: int, asked: int) -> TtsError:
         f"({budget / FRAMES_PER_SECOND:.1f} s of audio) without ending{again}; nothing was "
         "written",
         "Lower PieceChars so that pieces are shorter, raise max_new_tokens (at most "
-        f"{MAX_FRAMES}), or set allow_cut to keep a cut piece on purpose.",
+        f"{MAX_NEW_TOKENS}), or set allow_cut to keep a cut piece on purpose.",
     )
 
 

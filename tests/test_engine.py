@@ -398,7 +398,7 @@ def test_changed_settings_release_the_old_model_first(pm, engine, tiny):
     events = [e["event"] for e in logs]
     assert events.index("tts.model.released") < events.index("tts.load.start")
     assert not result.cached and result.attn_implementation == "eager"
-    assert engine.state()["resident"]["attn_implementation"] == "eager"
+    assert engine.status().attn_implementation == "eager"
 
 
 def test_a_request_that_cannot_load_keeps_the_working_model(pm, engine, tiny, broken):
@@ -490,10 +490,10 @@ def test_failed_load_leaves_nothing_resident_and_is_remembered(pm, engine, tiny,
     pm.hook.tts_load(config=config_for(tiny["custom_voice"]))
     with pytest.raises(TtsError, match="model_load_failed"):
         pm.hook.tts_load(config=config_for(broken["mismatched"]))
-    state = engine.state()
-    assert state["resident"] is None and state["last_error"]["code"] == "model_load_failed"
+    status = engine.status()
+    assert not status.loaded and status.last_error.code == "model_load_failed"
     assert not pm.hook.tts_load(config=config_for(tiny["custom_voice"])).cached
-    assert engine.state()["last_error"] is None
+    assert engine.status().last_error is None
 
 
 # --- logs --------------------------------------------------------------------------------------

@@ -187,7 +187,7 @@ def test_missing_device_index_fails_without_fallback(pm, engine, tiny):
     with pytest.raises(TtsError) as info:
         pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device=device))
     assert info.value.code == "model_to_device_failed"
-    assert engine.state()["resident"] is None
+    assert not engine.status().loaded
     record(check="missing_index", device=device, detail=info.value.detail[:200])
 
 

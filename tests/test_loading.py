@@ -96,14 +96,15 @@ def test_configured_gpu_on_a_cpu_machine_never_falls_back(pm, engine, tiny, devi
         extra_params={"Device": device, "ModelPath": str(tiny["custom_voice"])},
     )
     before = _live_models()
-    resident = engine.state()["resident"]
+    resident = engine.status().model_copy(update={"last_error": None})
     with capture_logs() as logs, pytest.raises(TtsError) as info:
         pm.hook.tts_load(config=config)
     assert info.value.code == "model_to_device_failed"
     assert str(info.value).startswith("model_to_device_failed: ")
     assert info.value.hint and "Device=cpu" in info.value.hint
-    assert engine.state()["resident"] == resident  # whatever was in memory stays, untouched
-    assert engine.state()["last_error"]["code"] == "model_to_device_failed"
+    after = engine.status()
+    assert after.model_copy(update={"last_error": None}) == resident  # in memory: untouched
+    assert after.last_error.code == "model_to_device_failed"
     assert _live_models() <= before  # nothing was loaded on the CPU instead
     events = [e["event"] for e in logs]
     assert "tts.load.failed" in events and "tts.load.done" not in events
@@ -137,7 +138,7 @@ def test_a_failed_load_frees_the_half_built_model_even_while_its_error_is_kept(
         )
     kept = info.value  # held on purpose, as a host showing the error later would
     assert kept.code == "model_load_failed"
-    assert engine.state()["last_error"]["code"] == "model_load_failed"
+    assert engine.status().last_error.code == "model_load_failed"
     assert _live_models() == before
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hookspecs import GenerationParams, TtsError
+from hookspecs.models import MAX_NEW_TOKENS
 
 from ..devices import device_unusable_error
 from ..generation import clone_prompts, generate, sampling_kwargs, seeded, synthesis_error
@@ -41,7 +42,7 @@ from ..loading import (
 from ..log import get_logger
 from ..quiet import quiet_import, quiet_output
 from . import RUNTIME_IMPORT_ERRORS, runtime_unavailable
-from .qwen_tts import MAX_NEW_TOKENS, QwenTtsBackend
+from .qwen_tts import QwenTtsBackend
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hookspecs.models import MAX_NEW_TOKENS
+
 from ..generation import generate
 from ..loading import check_device, free_device_memory, import_qwen_tts, load_model
-
-MAX_NEW_TOKENS = 8192
-"""What qwen_tts's loop is asked for at most (GenerationParams' own ceiling)."""
 
 if TYPE_CHECKING:
     import numpy as np
