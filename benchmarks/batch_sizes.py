@@ -5,8 +5,8 @@ decoding, so every size does the same work (batched audio equals the single-call
 1 LSB). This is what ``BatchSize=auto`` was chosen from (README, Benchmarks).
 
 ``python -m benchmarks run`` sweeps the tiny checkpoint. The real-size random 0.6B model
-(``benchmarks/gpu_real.py``; 2.15 GB, built once into $QWEN3TTS_REAL_CACHE or /tmp) is slow on
-a CPU, so it has its own entry point::
+(``benchmarks/real_checkpoint.py``; 2.15 GB, built once into $QWEN3TTS_REAL_CACHE or /tmp) is
+slow on a CPU, so it has its own entry point::
 
     python -m benchmarks.batch_sizes --real [--device cpu|cuda:0] [--texts 16] [--frames 8]
 """
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="e.g. 1,4,8,16")
     args = parser.parse_args(argv)
     if args.real:
-        from .gpu_real import real_size_checkpoint
+        from .real_checkpoint import real_size_checkpoint
 
         model_dir = real_size_checkpoint()
     else:

@@ -1,21 +1,9 @@
-"""6. GPU: a random model of the real 0.6B CustomVoice architecture, timed three ways.
+"""6. GPU: a random model of the real 0.6B CustomVoice architecture, timed four ways.
 
-The checkpoint: ``build_real_size_checkpoint`` writes a loadable folder with the published sizes
-of ``Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice`` (configs in ``benchmarks/data/``) and seeded random
-weights, so speed and memory are those of the real model; the audio is noise. Only the text
-vocabulary differs: its files are not published with the configs, so the folder carries the
-small byte-level BPE of ``qwen3tts_plugin.testing`` and the config's special text-token ids point
-into it (``text_vocab_size`` stays 151936: the text embedding keeps its real size).
-
-Fixed length: every call must produce exactly the frames asked for. qwen_tts 0.1.1's
-``Qwen3TTSForConditionalGeneration.generate`` hard-codes ``min_new_tokens=2`` and
-``suppress_tokens`` for the talker and drops every other generate keyword; the only handle a
-call has is ``eos_token_id``, which the plugin's hook cannot pass. So the checkpoint never wants
-to stop: the row of the talker's ``codec_head`` for the codec EOS id (2150) is zero, which makes
-the EOS logit exactly 0 while the 2048 code logits are N(0, ~0.64) (real size); top-k 50
-sampling (and greedy decoding) never picks a logit that sits at the median. The talker's first
-step yields codes one step later, so ``max_new_tokens = frames + 1`` gives ``frames`` frames.
-Each run records the frames it actually produced.
+The checkpoint (``real_checkpoint.py``) has the published sizes and random weights whose talker
+never ends a text, so every call produces exactly the frames asked for
+(``max_new_tokens = frames + 1``; the CUDA graphs take ``frames``). Each run records the frames
+it actually produced.
 
 Time to first audio: qwen_tts 0.1.1 has no streaming output. ``non_streaming_mode`` only
 chooses how the *text* enters the talker (all in the prompt, the default that the seed's host
@@ -41,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
-import hashlib
 import json
 import os
 import pathlib
@@ -54,29 +40,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from qwen3tts_plugin import testing
-
+from .real_checkpoint import folder_bytes, real_size_checkpoint
 from .stats import Timing
 
-__all__ = [
-    "BUILDER_VERSION",
-    "CACHE_ENV",
-    "DATA_DIR",
-    "build_real_size_checkpoint",
-    "measure",
-    "real_size_checkpoint",
-    "rows",
-    "run_benchmark",
-]
-
-DATA_DIR = pathlib.Path(__file__).resolve().parent / "data" / "Qwen3-TTS-12Hz-0.6B-CustomVoice"
-"""The published configuration files (byte-for-byte copies; see ``data/README.md``)."""
-
-BUILDER_VERSION = 1
-"""Bump when the builder's output changes for the same inputs (it is part of the cache key)."""
-
-CACHE_ENV = "QWEN3TTS_REAL_CACHE"
-"""Environment variable naming the folder ``real_size_checkpoint`` caches into."""
+__all__ = ["SEGMENTS", "measure", "rows", "run_benchmark", "sampling"]
 
 SAMPLE_RATE = 24_000
 SAMPLES_PER_FRAME = 1920  # 12.5 frames per second of 24 kHz audio
@@ -97,256 +64,6 @@ SEGMENTS = [
 ]
 """Eight narration segments for the batch; the first is the single-call text."""
 TEXT = SEGMENTS[0]
-
-# The published files the builder writes unchanged (bytes copied, never re-serialised).
-_VERBATIM = (
-    "generation_config.json",
-    "preprocessor_config.json",
-    "speech_tokenizer/configuration.json",
-    "speech_tokenizer/preprocessor_config.json",
-)
-# Keys divided by ``shrink`` (a test-only option) in each config section.
-_TALKER_KEYS = (
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "text_hidden_size",
-)
-_PREDICTOR_KEYS = (
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-)
-_DECODER_KEYS = (
-    "latent_dim",
-    "codebook_dim",
-    "decoder_dim",
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "vector_quantization_hidden_dimension",
-)
-_ENCODER_KEYS = (
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "num_filters",
-    "codebook_dim",
-    "vector_quantization_hidden_dimension",
-    "upsample_groups",
-)
-_SAVE_DTYPES = ("bfloat16", "float16", "float32")
-
-
-# --- the checkpoint ---------------------------------------------------------------------------
-
-
-def _published(relative: str) -> dict[str, Any]:
-    """A published JSON file from ``DATA_DIR``."""
-    return json.loads((DATA_DIR / relative).read_text(encoding="utf-8"))
-
-
-def _divide(section: dict[str, Any], keys: tuple[str, ...], shrink: int) -> None:
-    """Divide each of ``keys`` in ``section`` by ``shrink`` (at least 1)."""
-    for key in keys:
-        section[key] = max(1, section[key] // shrink)
-
-
-def model_config(shrink: int = 1) -> dict[str, Any]:
-    """config.json: the published one with the local tokenizer's special ids (and, for a test,
-    every size divided by ``shrink``; codec ids, speakers and head_dim never change)."""
-    config = _published("config.json")
-    config.update(testing.text_token_ids())
-    talker = config["talker_config"]
-    if shrink > 1:
-        _divide(talker, _TALKER_KEYS, shrink)
-        predictor = talker["code_predictor_config"]
-        _divide(predictor, _PREDICTOR_KEYS, shrink)
-        predictor["layer_types"] = ["full_attention"] * predictor["num_hidden_layers"]
-        text_rows = -(-talker["text_vocab_size"] // shrink // 128) * 128
-        talker["text_vocab_size"] = max(text_rows, testing.text_vocab_size())
-    highest = max(testing.special_token_ids().values())
-    if highest >= talker["text_vocab_size"]:
-        raise ValueError(f"token id {highest} outside text_vocab_size {talker['text_vocab_size']}")
-    return config
-
-
-def speech_tokenizer_config(shrink: int = 1) -> dict[str, Any]:
-    """speech_tokenizer/config.json: the published one (sizes divided by ``shrink`` for tests)."""
-    config = _published("speech_tokenizer/config.json")
-    if shrink > 1:
-        _divide(config["decoder_config"], _DECODER_KEYS, shrink)
-        _divide(config["encoder_config"], _ENCODER_KEYS, shrink)
-    return config
-
-
-def _json_files(shrink: int) -> dict[str, dict[str, Any]]:
-    """The JSON files the builder generates (the others are copied verbatim), by path."""
-    return {
-        "config.json": model_config(shrink),
-        "tokenizer_config.json": testing.tokenizer_config(),
-        "speech_tokenizer/config.json": speech_tokenizer_config(shrink),
-    }
-
-
-def _write_text_files(folder: pathlib.Path, shrink: int) -> None:
-    """Configs (generated and verbatim) and the local BPE's vocab.json / merges.txt."""
-    (folder / "speech_tokenizer").mkdir(parents=True, exist_ok=True)
-    for relative in _VERBATIM:
-        shutil.copyfile(DATA_DIR / relative, folder / relative)
-    for relative, data in _json_files(shrink).items():
-        (folder / relative).write_text(testing.dump_json(data), encoding="utf-8")
-    vocab, merges = testing.trained_tokenizer()
-    (folder / "vocab.json").write_text(
-        json.dumps(dict(vocab), ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8"
-    )
-
-
-def _talker_state_dict(config: dict[str, Any]) -> dict[str, Any]:
-    """The talker with transformers' init (N(0, 0.02), fp16-safe) and EOS made unreachable."""
-    with testing.banner_to_stderr():
-        from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration
-
-    model = Qwen3TTSForConditionalGeneration(Qwen3TTSConfig(**copy.deepcopy(config)))
-    _never_stop(model, config["talker_config"]["codec_eos_token_id"])
-    return model.state_dict()
-
-
-def _never_stop(model: Any, eos_id: int) -> None:
-    """Zero the codec head's EOS row: its logit is always exactly 0, the median of the others,
-    so sampling with top-k (or greedy) never ends a take early (see the module docstring)."""
-    import torch
-
-    with torch.no_grad():
-        model.talker.codec_head.weight[eos_id].zero_()
-
-
-def _speech_tokenizer_state_dict(config: dict[str, Any]) -> dict[str, Any]:
-    """The 12 Hz speech tokenizer with torch's default init and random codebooks.
-
-    transformers' N(0, 0.02) init leaves the vocoder output near 1e-8 (underflow in fp16);
-    ``testing.reset_weights`` gives the layers torch's defaults and the codebooks N(0, 1).
-    """
-    with testing.banner_to_stderr():
-        from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model
-
-    model = Qwen3TTSTokenizerV2Model(Qwen3TTSTokenizerV2Config(**copy.deepcopy(config)))
-    testing.reset_weights(model)
-    return model.state_dict()
-
-
-def _save_weights(state_dict: dict[str, Any], path: pathlib.Path, dtype: str) -> None:
-    """Write floating tensors in ``dtype`` (integers as they are) as safetensors."""
-    import torch
-    from safetensors.torch import save_file
-
-    target = getattr(torch, dtype)
-    tensors = {
-        key: (value.to(target) if value.is_floating_point() else value).contiguous().clone()
-        for key, value in state_dict.items()
-    }
-    save_file(tensors, str(path), metadata={"format": "pt"})
-
-
-def _write_weights(folder: pathlib.Path, shrink: int, seed: int, dtype: str) -> None:
-    """Both model.safetensors files from ``seed``, one model in memory at a time."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
-        torch.manual_seed(seed)
-        state = _talker_state_dict(model_config(shrink))
-        _save_weights(state, folder / "model.safetensors", dtype)
-        del state
-        torch.manual_seed(seed + 1)
-        state = _speech_tokenizer_state_dict(speech_tokenizer_config(shrink))
-        _save_weights(state, folder / "speech_tokenizer" / "model.safetensors", dtype)
-
-
-def _check_build_args(dtype: str, shrink: int) -> None:
-    """ValueError for an unknown save dtype or a shrink factor below 1."""
-    if dtype not in _SAVE_DTYPES:
-        raise ValueError(f"dtype {dtype!r}: expected one of {_SAVE_DTYPES}")
-    if shrink < 1:
-        raise ValueError(f"shrink must be >= 1, got {shrink}")
-
-
-def build_real_size_checkpoint(
-    dest: str | os.PathLike, dtype: str = "bfloat16", seed: int = 0, shrink: int = 1
-) -> pathlib.Path:
-    """Write a random checkpoint of the real 0.6B CustomVoice architecture at ``dest``.
-
-    Weights are saved in ``dtype`` (``bfloat16``: a 2.15 GB folder); ``from_pretrained``
-    casts them to whatever dtype it loads with. ``shrink`` > 1 divides every layer count, width
-    and head count (tests only). Built on the CPU into a temp sibling, then renamed onto ``dest``.
-    """
-    _check_build_args(dtype, shrink)
-    dest = pathlib.Path(dest)
-    _build(dest, shrink, seed, dtype, publish=testing.replace_folder)
-    return dest
-
-
-def _build(target: pathlib.Path, shrink: int, seed: int, dtype: str, publish: Any) -> None:
-    """Write the folder into a temp sibling of ``target``, then ``publish(staging, target)``."""
-    staging = testing.temp_sibling(target)
-    try:
-        _write_text_files(staging, shrink)
-        _write_weights(staging, shrink, seed, dtype)
-        publish(staging, target)
-    finally:
-        testing.remove_if_left(staging)
-
-
-def cache_key(dtype: str, seed: int, shrink: int) -> str:
-    """Hash of everything that decides the folder's content."""
-    recipe = {
-        "builder_version": BUILDER_VERSION,
-        "dtype": dtype,
-        "seed": seed,
-        "shrink": shrink,
-        "files": _json_files(shrink),
-        "verbatim": {name: (DATA_DIR / name).read_text(encoding="utf-8") for name in _VERBATIM},
-        "tokenizer": testing.trained_tokenizer(),
-    }
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-
-
-def _default_cache_dir() -> pathlib.Path:
-    """$QWEN3TTS_REAL_CACHE, else ``qwen3tts-real`` in the temp folder (/tmp)."""
-    configured = os.environ.get(CACHE_ENV)
-    return pathlib.Path(configured or pathlib.Path(tempfile.gettempdir()) / "qwen3tts-real")
-
-
-def real_size_checkpoint(
-    dtype: str = "bfloat16",
-    seed: int = 0,
-    shrink: int = 1,
-    cache_dir: str | os.PathLike | None = None,
-) -> pathlib.Path:
-    """A cached checkpoint folder, built once (safe when several processes build at once)."""
-    _check_build_args(dtype, shrink)
-    root = pathlib.Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    name = f"0.6B-CustomVoice-{dtype}-seed{seed}-shrink{shrink}-{cache_key(dtype, seed, shrink)}"
-    target = root / name
-    if not (target / "speech_tokenizer" / "model.safetensors").is_file():
-        _build(target, shrink, seed, dtype, publish=testing.publish_once)
-    return target
-
-
-def folder_bytes(path: pathlib.Path) -> int:
-    """Total size of the files under ``path``."""
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
 
 # --- timing helpers ---------------------------------------------------------------------------
 
@@ -446,7 +163,7 @@ def _frames_of(wavs: list[Any]) -> list[float]:
 def sampling(frames: int) -> dict[str, Any]:
     """The plugin's sampling kwargs for its default GenerationParams, for ``frames`` frames."""
     from hookspecs import GenerationParams
-    from qwen3tts_plugin.generation import sampling_kwargs
+    from qwen3tts_plugin.backends.qwen_tts.calls import sampling_kwargs
 
     return sampling_kwargs(GenerationParams(max_new_tokens=frames + 1, allow_cut=True))
 
@@ -495,7 +212,8 @@ def _official(path: pathlib.Path, device: str, frames: int, repeats: int, dtype:
     """(a) qwen_tts loaded as the seed's host did (fp16 + sdpa), called directly."""
     import torch
 
-    from qwen3tts_plugin.loading import free_device_memory, import_qwen_tts
+    from qwen3tts_plugin.backends.device import free_device_memory
+    from qwen3tts_plugin.backends.qwen_tts.runtime import import_qwen_tts
 
     model_cls = import_qwen_tts()
     _sync(device)
@@ -622,12 +340,12 @@ def _graphs(path: pathlib.Path, device: str, frames: int, repeats: int) -> dict[
     """(d) the plugin's hooks with Backend=cuda_graphs, one text per call; its load time
     includes the graph capture. Skipped where the graphs cannot run."""
     from hookspecs import EngineConfig, plugin_manager
-    from qwen3tts_plugin.devices import cuda_graphs_available
+    from qwen3tts_plugin.devices import cuda_graphs_facts
     from qwen3tts_plugin.hooks import get_engine
 
     if not device.startswith("cuda"):
         return {"label": GRAPHS, "skipped": "CUDA graphs need a CUDA device"}
-    if not cuda_graphs_available():
+    if not cuda_graphs_facts()["available"]:
         return {"label": GRAPHS, "skipped": "faster-qwen3-tts 0.3.x not installed"}
     pm = plugin_manager()
     config = EngineConfig(
@@ -819,7 +537,7 @@ def check(path: pathlib.Path, device: str, dtype: str, frames: int) -> dict[str,
     import numpy as np
     import torch
 
-    from qwen3tts_plugin.loading import import_qwen_tts
+    from qwen3tts_plugin.backends.qwen_tts.runtime import import_qwen_tts
 
     started = time.perf_counter()
     model = import_qwen_tts().from_pretrained(

@@ -15,6 +15,7 @@ from typing import Any
 import pluggy
 from pydantic import ValidationError
 
+import hookspecs
 from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
 
 from . import dubbing, engines, render, scripts
@@ -157,14 +158,16 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
     the run at once (exit 2), and the loaded model's own voice mode is used for every segment.
     Segments go to the engine ``--batch-size`` at a time (default: the engine's batch size for
     these settings, ``LoadResult.batch_size``); a given ``--batch-size`` also becomes the
-    engine's ``BatchSize`` for this run (the settings file is not changed).
+    engine's batch-size setting (the one its schema marks ``batch_size``) for this run (the
+    settings file is not changed).
     """
     pm = engines.plugin_manager()
     stored = store.enabled_config(args.config)
-    engines.engine_for(pm, stored["provider"])
+    caps = engines.engine_for(pm, stored["provider"])
     segments = scripts.read_script(args.script)
-    if args.batch_size is not None:
-        stored["extra_params"] = {**stored.get("extra_params", {}), "BatchSize": args.batch_size}
+    batch_setting = engines.setting_with_role(caps, "batch_size")
+    if args.batch_size is not None and batch_setting is not None:
+        stored["extra_params"] = {**stored.get("extra_params", {}), batch_setting: args.batch_size}
     config = engines.engine_config(stored)
     loaded = engines.load(pm, config)
     voice = Voice(mode=engines.own_voice_mode(loaded))
@@ -190,7 +193,8 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
             keep_going=args.keep_going,
             header=header,
             on_segment=advance,
-            batch_size=loaded.batch_size,
+            batch_size=args.batch_size or loaded.batch_size,
+            speed_only=hookspecs.settings_with_role(caps.settings_schema, "speed_only"),
         )
     print(render.dub_summary(report))
     if report.stopped_by is not None:
@@ -205,18 +209,20 @@ def cmd_smoke(args: argparse.Namespace, store: SettingsStore) -> int:
     """Load and speak once with the current settings.
 
     The configured model is used as is. Only when the config names no model at all does this
-    run use the tiny checkpoint, in memory: the settings file is not changed.
+    run use the tiny checkpoint, in memory, through the engine's model-folder setting (the one
+    its schema marks ``model_folder``): the settings file is not changed.
     """
     pm = engines.plugin_manager()
     stored = store.enabled_config(args.config)
     caps = engines.engine_for(pm, stored["provider"], engines.engine_config(stored))
     params = stored.get("extra_params", {})
-    if not engines.model_configured(caps, params):
+    folder_setting = engines.setting_with_role(caps, "model_folder")
+    if folder_setting is not None and not engines.model_configured(caps, params):
         # The one import of the engine package: its documented test-checkpoint builder.
         from qwen3tts_plugin.testing import tiny_checkpoint
 
         path = str(tiny_checkpoint("custom_voice"))
-        stored["extra_params"] = {**params, "ModelPath": path}
+        stored["extra_params"] = {**params, folder_setting: path}
         print(
             f"no model configured: using the tiny checkpoint {path} for this run only "
             f"(settings file {store.path} unchanged)"

@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,6 @@ from .scripts import Segment
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-SPEED_ONLY_SETTINGS = ("BatchSize",)
-"""extra_params that change how fast audio is made, not the audio: not in the fingerprint."""
 
 
 class ManifestError(Exception):
@@ -82,11 +80,15 @@ def wav_name(number: int) -> str:
 
 
 def fingerprint(
-    config: EngineConfig, generation: GenerationParams, voice: Voice | None = None
+    config: EngineConfig,
+    generation: GenerationParams,
+    voice: Voice | None = None,
+    speed_only: Iterable[str] = (),
 ) -> str:
-    """A short hash of everything besides the text that decides a segment's audio."""
+    """A short hash of everything besides the text that decides a segment's audio;
+    ``speed_only`` settings (the engine's ``speed_only`` role) change how fast, not what."""
     dumped = config.model_dump(mode="json", include={"provider", "extra_params"})
-    for key in SPEED_ONLY_SETTINGS:
+    for key in speed_only:
         dumped["extra_params"].pop(key, None)
     recipe = {
         "config": dumped,
@@ -222,6 +224,7 @@ def dub(
     header: dict[str, Any] | None = None,
     on_segment: Callable[[Segment, str], None] | None = None,
     batch_size: int = 1,
+    speed_only: Iterable[str] = (),
 ) -> DubReport:
     """Synthesise every segment not already done into ``out_dir``; see the module docstring.
 
@@ -229,7 +232,8 @@ def dub(
     ``batch_size`` segments go to the engine per hook call. ``on_segment(segment, outcome)``
     is called for each segment once its list is done (for a progress bar). Without
     ``keep_going`` the run stops after the list holding the first failed segment; the
-    segments of that list that were written are kept.
+    segments of that list that were written are kept. ``speed_only`` names the settings left
+    out of the fingerprint (a changed batch size does not redo a finished dub).
     """
     voice = voice or Voice()
     started = time.perf_counter()
@@ -237,7 +241,7 @@ def dub(
     remove_stale_temp_files(out_dir)
     manifest = out_dir / MANIFEST
     old = read_manifest(manifest)
-    fp = fingerprint(config, generation, voice)
+    fp = fingerprint(config, generation, voice, speed_only)
     header = {"version": MANIFEST_VERSION, **(header or {}), "fingerprint": fp}
     entries: dict[int, dict[str, Any]] = {}
     todo: list[Segment] = []

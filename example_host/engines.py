@@ -58,18 +58,23 @@ def engine_config(config: dict[str, Any]) -> EngineConfig:
     return EngineConfig.model_validate(config)
 
 
-MODEL_KEYS = ("ModelPath", "ModelKey", "ModelsDir")
-"""The extra_params that name a model; any of them set means the user chose one."""
+def setting_with_role(caps: Capabilities, role: str) -> str | None:
+    """The name of the engine's setting for ``role`` (``hookspecs.SETTING_ROLES``), read from
+    its settings schema; None when it marks none."""
+    names = hookspecs.settings_with_role(caps.settings_schema, role)
+    return names[0] if names else None
 
 
 def model_configured(caps: Capabilities, extra_params: dict[str, Any]) -> bool:
-    """Whether the config names a model: ModelPath, ModelKey or ModelsDir set (not blank), or
-    the engine's default ModelKey (from its settings schema) valid where the engine looks."""
-    if any(extra_params.get(key) not in (None, "") for key in MODEL_KEYS):
-        return True
+    """Whether the config names a model: a setting with the ``model`` role set (not blank),
+    or such a setting's default (the engine's default model) valid where the engine looks."""
     schema = caps.settings_schema or {}
-    default_key = schema.get("properties", {}).get("ModelKey", {}).get("default")
-    return default_key is not None and any(m.key == default_key and m.valid for m in caps.models)
+    names = hookspecs.settings_with_role(schema, "model")
+    if any(extra_params.get(name) not in (None, "") for name in names):
+        return True
+    properties = schema.get("properties", {})
+    defaults = {properties[name].get("default") for name in names} - {None}
+    return any(m.key in defaults and m.valid for m in caps.models)
 
 
 def load(pm: pluggy.PluginManager, config: EngineConfig) -> LoadResult:

@@ -38,6 +38,17 @@ def _short_list(items: Sequence[str], limit: int = 6) -> str:
     return shown if len(items) <= limit else f"{shown}, … ({len(items)})"
 
 
+def _extra(value: Any) -> str:
+    """An engine's extra acceleration fact: an optional library as installed or not (with its
+    package and version when the engine says), anything else as it is."""
+    if isinstance(value, dict) and "available" in value:
+        if not value["available"]:
+            return "not installed"
+        named = " ".join(str(value[k]) for k in ("package", "version") if value.get(k))
+        return f"installed ({named})" if named else "installed"
+    return str(value)
+
+
 def engine_text(caps: Capabilities) -> str:
     """One engine: what it offers, this machine's acceleration, and its models."""
     acc = caps.acceleration
@@ -52,8 +63,8 @@ def engine_text(caps: Capabilities) -> str:
         ),
         ("  torch", f"{acc.torch_version or '-'} (CUDA {acc.torch_cuda_version or 'none'})"),
         ("  flash_attn", "installed" if acc.flash_attn_available else "not installed"),
-        ("  cuda_graphs", "installed" if acc.cuda_graphs_available else "not installed"),
     ]
+    rows += [(f"  {name}", _extra(value)) for name, value in acc.extras.items()]
     for gpu in acc.gpus:
         cc = ".".join(map(str, gpu.compute_capability))
         rows.append(

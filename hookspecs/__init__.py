@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ERROR_CODES, TtsError
 from .manager import plugin_manager
 from .markers import PROJECT, hookimpl, hookspec
+from .roles import ROLES_KEY, SETTING_ROLES, settings_with_role
 from .specs import (
     tts_capabilities,
     tts_check_settings,
@@ -70,6 +71,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ERROR_CODES",
     "PROJECT",
+    "ROLES_KEY",
+    "SETTING_ROLES",
     "AccelerationStatus",
     "BatchItem",
     "Capabilities",
@@ -89,6 +92,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "plugin_manager",
+    "settings_with_role",
     "tts_capabilities",
     "tts_check_settings",
     "tts_load",

@@ -304,10 +304,10 @@ class AccelerationStatus(_Model):
     flash_attn_available: bool = Field(
         default=False, description="Whether the flash_attn package is importable."
     )
-    cuda_graphs_available: bool = Field(
-        default=False,
-        description="Whether the CUDA-graph decode loop (faster-qwen3-tts 0.3.x, the "
-        "`cuda_graphs` backend) is installed.",
+    extras: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Facts particular to the engine (optional libraries and the backends they "
+        "enable, their versions), each documented by the engine; JSON-ready values.",
     )
 
 
@@ -375,5 +375,8 @@ class Capabilities(_Model):
     models: list[ModelInfo] = Field(default_factory=list, description="Known models.")
     acceleration: AccelerationStatus = Field(description="This machine's acceleration status.")
     settings_schema: dict[str, Any] = Field(
-        default_factory=dict, description="JSON schema of the engine's extra_params."
+        default_factory=dict,
+        description="JSON schema of the engine's extra_params; a property may list its roles "
+        "under 'x-roles' (hookspecs.SETTING_ROLES), so a host can find, say, the batch-size "
+        "setting without knowing its name.",
     )

@@ -57,8 +57,8 @@ def doctor_report(
     model: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Status, decision and advice as JSON-ready data; ``usable`` says whether a load could work."""
+    from .backends.device import check_device
     from .devices import decide, probe
-    from .loading import check_device
     from .settings import parse_settings
 
     status = probe(free_memory=True)
@@ -102,19 +102,10 @@ def doctor_report(
 
 def model_report(extra: dict[str, Any]) -> dict[str, Any]:
     """The folder the settings select: where, present, valid, what it lacks."""
-    from .registry import MODELS, local_model_info, model_info
+    from .registry import model_info
     from .settings import model_settings
 
-    settings = model_settings(extra)
-    if settings.ModelPath is not None:
-        info = local_model_info(settings.ModelPath)
-    elif settings.ModelKey in MODELS:
-        info = model_info(MODELS[settings.ModelKey], settings.models_dir, configured=True)
-    else:
-        from .registry import unknown_key_error
-
-        raise unknown_key_error(settings.ModelKey)
-    return info.model_dump(mode="json")
+    return model_info(model_settings(extra).model, configured=True).model_dump(mode="json")
 
 
 def _model_error(model: dict[str, Any]) -> TtsError:
@@ -154,12 +145,7 @@ def render(report: dict[str, Any]) -> str:
         ("preferred device", acc["preferred_device"]),
         ("torch", f"{acc['torch_version']} (CUDA {acc['torch_cuda_version'] or 'none'})"),
         ("flash_attn", "installed" if acc["flash_attn_available"] else "not installed"),
-        (
-            "cuda_graphs",
-            "installed (faster-qwen3-tts)"
-            if acc["cuda_graphs_available"]
-            else "not installed (pip install 'qwen3tts-plugin[fast]')",
-        ),
+        ("cuda_graphs", _graphs_row(acc["extras"])),
         ("GPUs", acc["device_count"]),
     ]
     for gpu in acc["gpus"]:
@@ -199,6 +185,13 @@ def render(report: dict[str, Any]) -> str:
     rows.append(("verdict", "usable" if report["usable"] else "NOT usable"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _graphs_row(extras: dict[str, Any]) -> str:
+    graphs = extras.get("cuda_graphs") or {}
+    if graphs.get("available"):
+        return f"installed ({graphs['package']} {graphs['version']})"
+    return "not installed (pip install 'qwen3tts-plugin[fast]')"
 
 
 def _configure_logging(verbose: bool) -> None:

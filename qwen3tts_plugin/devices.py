@@ -15,9 +15,8 @@ from typing import Any
 
 from hookspecs import AccelerationStatus, GpuInfo, TtsError
 
-from .hints import DEVICE_HINT, MPS_HINT
 from .log import get_logger
-from .settings import EngineSettings, parse_device
+from .settings import EngineSettings
 
 log = get_logger(__name__)
 
@@ -73,7 +72,7 @@ def probe(free_memory: bool = False) -> AccelerationStatus:
     facts["torch_version"] = torch.__version__
     facts["torch_cuda_version"] = torch.version.cuda
     facts["flash_attn_available"] = flash_attn_available()
-    facts["cuda_graphs_available"] = cuda_graphs_available()
+    facts["extras"] = {"cuda_graphs": cuda_graphs_facts()}
     gpus: list[GpuInfo] = []
     try:
         facts["cuda_available"] = bool(torch.cuda.is_available())
@@ -140,17 +139,25 @@ FAST_SERIES = "0.3."
 to a transformers-5 fork and are not used."""
 
 
-def cuda_graphs_available() -> bool:
-    """Whether faster-qwen3-tts 0.3.x is installed (found, not imported: importing it imports
-    qwen_tts, seconds)."""
+def cuda_graphs_facts() -> dict[str, Any]:
+    """``AccelerationStatus.extras["cuda_graphs"]``: whether faster-qwen3-tts 0.3.x (the
+    ``cuda_graphs`` backend) is installed, and which version. Found, not imported: importing
+    it imports qwen_tts (seconds)."""
     from importlib import metadata, util
 
-    if util.find_spec("faster_qwen3_tts") is None:
-        return False
-    try:
-        return metadata.version(FAST_PACKAGE).startswith(FAST_SERIES)
-    except metadata.PackageNotFoundError:
-        return False
+    version = None
+    if util.find_spec("faster_qwen3_tts") is not None:
+        try:
+            version = metadata.version(FAST_PACKAGE)
+        except metadata.PackageNotFoundError:
+            version = None
+    available = version is not None and version.startswith(FAST_SERIES)
+    return {"available": available, "package": FAST_PACKAGE, "version": version}
+
+
+def cuda_graphs_available(status: AccelerationStatus) -> bool:
+    """Whether ``status`` says the ``cuda_graphs`` backend can be used here."""
+    return bool((status.extras.get("cuda_graphs") or {}).get("available"))
 
 
 # --- the decision ----------------------------------------------------------------------------
@@ -174,10 +181,15 @@ class DevicePlan:
     def is_cuda(self) -> bool:
         return self.device.startswith("cuda")
 
+    @property
+    def exact_backend(self) -> bool:
+        """The Backend setting named the backend: requests run on it as asked or are refused."""
+        return self.backend_source == "config"
+
 
 def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
     """Resolve device, dtype and attention from settings and the machine, or refuse."""
-    requested = parse_device(settings.Device)
+    requested = settings.Device
     device = requested or status.preferred_device
     source = "config" if requested else "detected"
     if requested:
@@ -246,7 +258,7 @@ def _backend_choice(setting: str, device: str, status: AccelerationStatus, why: 
                 f"Backend=cuda_graphs runs only on CUDA GPUs, not on {device}",
                 "Set Backend=auto or qwen_tts, or Device=cuda:0.",
             )
-        if not status.cuda_graphs_available:
+        if not cuda_graphs_available(status):
             raise TtsError(
                 "invalid_settings",
                 f"Backend=cuda_graphs needs {FAST_PACKAGE} {FAST_SERIES}x, which is not installed",
@@ -255,7 +267,7 @@ def _backend_choice(setting: str, device: str, status: AccelerationStatus, why: 
             )
         why.append("Backend=cuda_graphs set in config")
         return "cuda_graphs"
-    if on_cuda and status.cuda_graphs_available:
+    if on_cuda and cuda_graphs_available(status):
         why.append("backend cuda_graphs (installed, CUDA device)")
         return "cuda_graphs"
     reason = f"{FAST_PACKAGE} not installed" if on_cuda else f"no CUDA graphs on {device}"
@@ -356,19 +368,3 @@ def _gpu_for(device: str, status: AccelerationStatus) -> GpuInfo | None:
     if not status.cuda_available:
         return None
     return next((g for g in status.gpus if g.index == index), None)
-
-
-def device_unusable_error(device: str, exc: BaseException) -> TtsError:
-    """``model_to_device_failed`` carrying the original error and the troubleshooting hint
-    for that kind of device (NVIDIA or Apple)."""
-    return TtsError(
-        "model_to_device_failed",
-        f"{device}: {type(exc).__name__}: {first_line(exc)}",
-        MPS_HINT if device == "mps" else DEVICE_HINT,
-    )
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """An error's first line, cut to ``limit`` characters (torch's can run to kilobytes)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -84,10 +84,31 @@ class ModelFacts:
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """The model a settings object selects: as configured, and where it lives."""
+    """The model a settings object selects: as configured, where it lives, and the published
+    model it is (matched by folder name for a folder named directly; None when unknown)."""
 
     model: str
     path: Path
+    spec: ModelSpec | None
+    local: bool = False
+    """Named by a folder path (ModelPath), not by a registry key."""
+
+
+def resolve_model(model_path: Path | None, model_key: str, models_dir: Path) -> ResolvedModel:
+    """The one place of the rule: ModelPath, else ``models_dir/<repo name>`` for ModelKey
+    (``unknown_model_key`` when the registry does not know it). Looks at nothing on disk."""
+    if model_path is not None:
+        path = model_path.expanduser()
+        return ResolvedModel(str(model_path), path, spec_for_folder(path), local=True)
+    spec = MODELS.get(model_key)
+    if spec is None:
+        raise unknown_key_error(model_key)
+    return ResolvedModel(spec.key, models_dir / spec.folder_name, spec)
+
+
+def spec_for_folder(path: Path) -> ModelSpec | None:
+    """The published model whose repository name ``path``'s folder carries, if any."""
+    return next((s for s in MODELS.values() if s.folder_name == path.name), None)
 
 
 def unknown_key_error(key: str) -> TtsError:
@@ -195,7 +216,7 @@ def check_model_dir(path: Path) -> None:
 def folder_hint(path: Path) -> str:
     """What to do about a missing or broken folder: the download command for a published
     model's folder (named like its repository), else the general advice."""
-    spec = next((s for s in MODELS.values() if s.folder_name == path.name), None)
+    spec = spec_for_folder(path)
     return download_hint(spec.repo_id, path) if spec else MODELS_DIR_HINT
 
 
@@ -224,18 +245,25 @@ def read_model_facts(path: Path) -> ModelFacts:
     return ModelFacts(kind=kind, size=size, speakers=speakers, languages=languages)
 
 
-def model_info(spec: ModelSpec, models_dir: Path, configured: bool = False) -> ModelInfo:
-    """A registry model's status in ``models_dir``, for ``tts_capabilities``."""
-    path = models_dir / spec.folder_name
-    return _folder_info(path, spec.key, spec, configured)
+def model_info(model: ResolvedModel, configured: bool = False) -> ModelInfo:
+    """A model's status where it lives, for ``tts_capabilities`` and ``doctor``; its key is the
+    model as configured (a registry key, or the folder path as given)."""
+    return _folder_info(model.path, model.model, model.spec, configured)
 
 
-def local_model_info(configured_path: Path) -> ModelInfo:
-    """The status of a folder named directly (ModelPath), matched to the registry by name;
-    its key is the path as configured (as ``LoadResult.model`` and ``EngineStatus.model``)."""
-    path = configured_path.expanduser()
-    spec = next((s for s in MODELS.values() if s.folder_name == path.name), None)
-    return _folder_info(path, str(configured_path), spec, configured=True)
+def catalog(models_dir: Path, selected: ResolvedModel | None) -> list[ModelInfo]:
+    """Every published model as found in ``models_dir``, the ``selected`` one marked
+    ``configured``; a folder the settings name directly comes last."""
+    infos = [
+        model_info(
+            resolve_model(None, key, models_dir),
+            configured=selected is not None and not selected.local and selected.model == key,
+        )
+        for key in MODELS
+    ]
+    if selected is not None and selected.local:
+        infos.append(model_info(selected, configured=True))
+    return infos
 
 
 def _folder_info(path: Path, key: str, spec: ModelSpec | None, configured: bool) -> ModelInfo:

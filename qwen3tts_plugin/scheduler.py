@@ -11,14 +11,16 @@ and forth between two models while both kinds of jobs are queued. That preferenc
 after ``max_in_a_row`` such runs while another model is wanted, the longest-waiting job leads.
 
 There is no worker thread: the caller that owns a run's leader executes the whole run, other
-callers' jobs included, and every caller returns once its own jobs are done.
+callers' jobs included, and every caller returns once its own jobs are done, with their
+outcomes. A turn that needs the engine to itself (making a model resident, releasing it) is
+an ``alone`` action: it runs between runs, never beside one.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class Schedulable(Protocol):
@@ -38,24 +40,27 @@ class Schedulable(Protocol):
 
 
 J = TypeVar("J", bound=Schedulable)
+R = TypeVar("R")
+T = TypeVar("T")
 
 
-class Scheduler(Generic[J]):
+class Scheduler(Generic[J, R]):
     """Runs jobs one run at a time; compatible waiting jobs share a run (bounded)."""
 
     def __init__(
         self,
-        execute: Callable[[list[J]], None],
+        execute: Callable[[list[J]], list[R]],
         resident_key: Callable[[], Hashable | None],
         max_in_a_row: int = 16,
     ):
-        """``execute(run)`` runs a list of jobs that share one turn and records each job's
-        outcome on the job; ``resident_key()`` names the model in memory (None: none)."""
+        """``execute(run)`` runs a list of jobs that share one turn and returns one outcome per
+        job, in order (it may be called again for the same jobs: see ``run``);
+        ``resident_key()`` names the model in memory (None: none)."""
         self._execute_run = execute
         self._resident_key = resident_key
         self._max_in_a_row = max_in_a_row
         self._cond = threading.Condition()
-        self._waiting: list[_Ticket[J]] = []
+        self._waiting: list[_Ticket] = []
         self._busy = False
         self._in_a_row = 0
 
@@ -69,8 +74,9 @@ class Scheduler(Generic[J]):
         """Jobs queued and not yet taken into a run."""
         return len(self._waiting)
 
-    def run(self, jobs: Sequence[J]) -> None:
-        """Queue ``jobs`` (in this order) and return when each has been executed.
+    def run(self, jobs: Sequence[J]) -> list[R]:
+        """Queue ``jobs`` (in this order); return their outcomes, in order, once each has been
+        executed.
 
         Runs this caller leads execute in this thread, others' jobs that joined them included.
         An exception ``execute`` raises is re-raised here when this thread ran it, and as a
@@ -78,6 +84,18 @@ class Scheduler(Generic[J]):
         (KeyboardInterrupt) withdraws its jobs; others' jobs of a run it was executing go back
         to the front of the queue and are executed again, so ``execute`` must be safe to repeat.
         """
+        return self._queue(list(jobs))
+
+    def alone(self, load_key: Hashable | None, action: Callable[[], T]) -> T:
+        """``action()`` in a turn of its own, between runs; its value, or what it raised.
+
+        ``load_key`` is the model the action makes resident (None: none), so that it is
+        ordered like the jobs that need that model.
+        """
+        [value] = self._queue([_Alone(load_key, action)])
+        return value
+
+    def _queue(self, jobs: list[Any]) -> list[Any]:
         me = object()  # this call: owns its tickets
         tickets = [_Ticket(job, me) for job in jobs]
         with self._cond:
@@ -99,19 +117,21 @@ class Scheduler(Generic[J]):
         for ticket in tickets:
             if ticket.failure is not None:
                 raise RuntimeError("a run this caller's job shared failed") from ticket.failure
+        return [ticket.outcome for ticket in tickets]
 
-    def _execute(self, lead: _Ticket[J]) -> None:
+    def _execute(self, lead: _Ticket) -> None:
         """Execute ``lead``'s run outside the lock (the caller holds it), then pass the turn."""
         run = lead.run or []
         failure: Exception | None = None
+        outcomes: list[Any] = [None] * len(run)
         interrupted = True
         try:
             lead.run = None
             self._cond.release()
             try:
-                self._execute_run([ticket.job for ticket in run])
+                outcomes = self._outcomes([ticket.job for ticket in run])
                 interrupted = False
-            except Exception as exc:  # noqa: BLE001 - a bug in execute: handed to the callers
+            except Exception as exc:  # noqa: BLE001 - handed to the callers (see run)
                 failure = exc
                 interrupted = False
             finally:
@@ -120,14 +140,23 @@ class Scheduler(Generic[J]):
             if interrupted:  # others' jobs go back to the front of the queue
                 self._waiting[:0] = [ticket for ticket in run if ticket.owner is not lead.owner]
             else:
-                for ticket in run:
-                    ticket.done, ticket.failure = True, failure
+                for ticket, outcome in zip(run, outcomes, strict=True):
+                    ticket.done, ticket.failure, ticket.outcome = True, failure, outcome
                     ticket.ran_here = ticket.owner is lead.owner
             self._busy = False
             self._dispatch()
             self._cond.notify_all()
 
-    def _withdraw(self, mine: list[_Ticket[J]], me: object) -> None:
+    def _outcomes(self, jobs: list[Any]) -> list[Any]:
+        """One outcome per job: an ``alone`` action's value, or what ``execute`` returns."""
+        if isinstance(jobs[0], _Alone):
+            return [jobs[0].action()]
+        outcomes = self._execute_run(jobs)
+        if len(outcomes) != len(jobs):
+            raise RuntimeError(f"execute returned {len(outcomes)} outcomes for {len(jobs)} jobs")
+        return outcomes
+
+    def _withdraw(self, mine: list[_Ticket], me: object) -> None:
         """Take an interrupted caller's jobs out; a run it was to lead goes back in the queue."""
         self._waiting = [ticket for ticket in self._waiting if ticket.owner is not me]
         for ticket in mine:
@@ -160,7 +189,7 @@ class Scheduler(Generic[J]):
         self._busy = True
         self._cond.notify_all()
 
-    def _leader(self) -> _Ticket[J]:
+    def _leader(self) -> _Ticket:
         if self._in_a_row < self._max_in_a_row:
             resident = self._resident_key()
             if resident is not None:
@@ -170,15 +199,28 @@ class Scheduler(Generic[J]):
         return self._waiting[0]
 
 
-class _Ticket(Generic[J]):
-    """A queued job, and what became of it."""
+class _Alone:
+    """An action that needs the engine to itself: never shares a run."""
 
-    __slots__ = ("done", "failure", "job", "owner", "ran_here", "run")
+    __slots__ = ("action", "load_key")
+    batch_key = None
+    limit = 1
 
-    def __init__(self, job: J, owner: object):
+    def __init__(self, load_key: Hashable | None, action: Callable[[], Any]):
+        self.load_key = load_key
+        self.action = action
+
+
+class _Ticket:
+    """A queued job (or ``alone`` action), and what became of it."""
+
+    __slots__ = ("done", "failure", "job", "outcome", "owner", "ran_here", "run")
+
+    def __init__(self, job: Any, owner: object):
         self.job = job
         self.owner = owner  # the run() call that queued it
-        self.run: list[_Ticket[J]] | None = None  # set on the leader when its run may start
+        self.run: list[_Ticket] | None = None  # set on the leader when its run may start
         self.done = False
         self.failure: Exception | None = None
+        self.outcome: Any = None
         self.ran_here = False  # executed by its own caller's thread

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hookspecs import TtsError
+from hookspecs import ROLES_KEY, TtsError
 
 if TYPE_CHECKING:
     from hookspecs import ErrorInfo
 
 from .hints import DEVICE_FORMS
-from .registry import DEFAULT_MODEL_KEY, MODELS
+from .registry import DEFAULT_MODEL_KEY, MODELS, ResolvedModel, resolve_model
 
 MODELS_DIR_ENV = "QWEN_TTS_MODELS_DIR"
 
@@ -55,8 +55,17 @@ DEVICE_PATTERN = (
 """Accepted Device forms; the same regex the engine applies, published in the settings schema."""
 
 
+def _roles(*roles: str) -> dict[str, Any]:
+    """A property's ``x-roles`` (hookspecs.SETTING_ROLES): what a host may use it for."""
+    return {ROLES_KEY: list(roles)}
+
+
 class EngineSettings(BaseModel):
-    """The Qwen3-TTS keys of ``extra_params``. Unknown keys belong to other engines: ignored."""
+    """The Qwen3-TTS keys of ``extra_params``. Unknown keys belong to other engines: ignored.
+
+    ``Device`` is parsed here, once: it holds ``None`` (detect), ``cpu``, ``mps`` or
+    ``cuda:N``, whatever case and spelling the host stored.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
@@ -65,7 +74,7 @@ class EngineSettings(BaseModel):
         description=f"Where the model runs: {DEVICE_FORMS}. Empty or 'auto' picks cuda:0 when "
         "a usable GPU is present, else cpu. An explicit GPU that fails is an error, never a "
         "silent CPU run.",
-        json_schema_extra={"pattern": DEVICE_PATTERN},
+        json_schema_extra={"pattern": DEVICE_PATTERN, **_roles("device")},
     )
     Precision: Literal["auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16"] = Field(
         default="auto",
@@ -80,15 +89,18 @@ class EngineSettings(BaseModel):
     ModelKey: str = Field(
         default=DEFAULT_MODEL_KEY,
         description="Which published model to use (ignored when ModelPath is set).",
-        json_schema_extra={"enum": list(MODELS)},
+        json_schema_extra={"enum": list(MODELS), **_roles("model")},
     )
     ModelPath: Path | None = Field(
-        default=None, description="A local model folder; overrides ModelKey."
+        default=None,
+        description="A local model folder; overrides ModelKey.",
+        json_schema_extra=_roles("model", "model_folder"),
     )
     ModelsDir: Path | None = Field(
         default=None,
         description=f"Folder holding model folders named like the repositories. Default: "
         f"${MODELS_DIR_ENV}, else the user data folder.",
+        json_schema_extra=_roles("model"),
     )
     Language: str = Field(default="Auto", description="Language, e.g. English or Auto.")
     Speaker: str | None = Field(
@@ -113,6 +125,7 @@ class EngineSettings(BaseModel):
         default="auto",
         description=f"Most texts one generate call takes (1..{MAX_BATCH_SIZE}; 1 turns "
         "batching off). auto: the engine's measured choice for the device.",
+        json_schema_extra=_roles("batch_size", "speed_only"),
     )
 
     PieceChars: int = Field(
@@ -143,6 +156,13 @@ class EngineSettings(BaseModel):
                 if v is not None and not (isinstance(v, str) and not v.strip())
             }
         return data
+
+    @field_validator("Device", mode="before")
+    @classmethod
+    def _device(cls, value: Any) -> str | None:
+        """The one place a Device setting is parsed (``invalid_device`` when it is none of
+        the accepted forms; raised as is, so it wins over any other setting's error)."""
+        return parse_device(value)
 
     @field_validator("Precision", "Attention", "Backend", mode="before")
     @classmethod
@@ -177,11 +197,16 @@ class EngineSettings(BaseModel):
 
         return Path(user_data_dir("qwen3tts_plugin")) / "models"
 
+    @property
+    def model(self) -> ResolvedModel:
+        """The model folder these settings select (``unknown_model_key`` when ModelKey names
+        none); nothing on disk is looked at."""
+        return resolve_model(self.ModelPath, self.ModelKey, self.models_dir)
+
 
 def parse_settings(extra_params: dict[str, Any] | None) -> EngineSettings:
     """Validate ``extra_params``: ``invalid_device`` for Device (checked first), else
     ``invalid_settings`` naming the key."""
-    parse_device((extra_params or {}).get("Device"))
     try:
         settings = EngineSettings.model_validate(extra_params or {})
     except ValidationError as exc:
@@ -215,7 +240,8 @@ def model_settings(extra_params: dict[str, Any] | None) -> EngineSettings:
 
 
 def parse_device(value: Any) -> str | None:
-    """Normalise a Device setting: None means "detect"; ``cuda`` means ``cuda:0``."""
+    """Normalise a Device setting: None means "detect"; ``cuda`` means ``cuda:0``.
+    (``EngineSettings`` calls it; the rest of the engine reads ``EngineSettings.Device``.)"""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -248,11 +274,7 @@ def check_settings(extra_params: dict[str, Any]) -> list[ErrorInfo]:
     from hookspecs import ErrorInfo
 
     try:
-        settings = parse_settings(extra_params)
-        if settings.ModelPath is None and settings.ModelKey not in MODELS:
-            from .registry import unknown_key_error
-
-            raise unknown_key_error(settings.ModelKey)
+        parse_settings(extra_params).model  # noqa: B018 - resolving is the check
     except TtsError as err:
         return [ErrorInfo.from_error(err)]
     return []

@@ -73,3 +73,34 @@ def unloadable(tiny, tmp_path_factory):
     tensors["talker.codec_head.weight"] = head[: head.shape[0] // 2].clone()
     save_file(tensors, str(weights), metadata={"format": "pt"})
     return folder
+
+
+@pytest.fixture(scope="session")
+def broken_logits(tiny, tmp_path_factory):
+    """The tiny custom_voice checkpoint with NaN in the talker's head: it loads, and every
+    generate call fails inside the model (as fp16 overflow does)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("broken") / "nan_logits"
+    shutil.copytree(tiny["custom_voice"], folder)
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    tensors["talker.codec_head.weight"] = tensors["talker.codec_head.weight"] * float("nan")
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ref_wav(tmp_path_factory):
+    """A two-second reference recording at 16 kHz stereo FLAC (any rate, layout and format
+    libsndfile reads must work)."""
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path_factory.mktemp("ref") / "ref.flac"
+    t = np.arange(32_000) / 16_000
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
+    sf.write(path, np.stack([tone, tone * 0.5], axis=1).astype(np.float32), 16_000)
+    return path

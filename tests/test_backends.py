@@ -14,11 +14,17 @@ import pytest
 from structlog.testing import capture_logs
 
 from hookspecs import GenerationParams, TtsError
+from qwen3tts_plugin.backends import Batch
+from qwen3tts_plugin.backends.qwen_tts.placement import components, load_model, verify_placement
 from qwen3tts_plugin.devices import DevicePlan
-from qwen3tts_plugin.loading import components, load_model, verify_placement
 from qwen3tts_plugin.voices import VoicePlan
 
 VOICE = VoicePlan(mode="custom_voice", language="auto", speaker="vivian")
+
+
+def batch(texts, params, exact=False):
+    """One generate call's worth: every text in the one test voice."""
+    return Batch(tuple(texts), (VOICE,) * len(texts), params, exact)
 
 
 def cpu_plan(dtype="float32", backend="qwen_tts", backend_source="auto"):
@@ -55,7 +61,7 @@ def test_verification_refuses_a_codec_left_in_half_precision(tiny):
     """qwen_tts alone loads the codec in the talker's dtype: exactly what must not pass."""
     import torch
 
-    from qwen3tts_plugin.loading import import_qwen_tts
+    from qwen3tts_plugin.backends.qwen_tts.runtime import import_qwen_tts
 
     model = import_qwen_tts().from_pretrained(
         str(tiny["custom_voice"]), device_map="cpu", dtype=torch.bfloat16
@@ -113,7 +119,7 @@ def graphs(tiny):
 def test_one_text_with_the_graphs_sampling_values_runs_on_the_graphs(graphs):
     backend, stand_in = graphs("auto")
     params = GenerationParams(max_new_tokens=20, seed=3)
-    [wav] = backend.generate(["Hello there."], [VOICE], params)
+    [wav] = backend.generate(batch(["Hello there."], params))
     [call] = stand_in.calls
     assert (call["text"], call["speaker"], call["max_new_tokens"]) == ("Hello there.", "vivian", 20)
     assert (call["do_sample"], call["top_k"], call["temperature"]) == (True, 50, 0.9)
@@ -133,7 +139,7 @@ def test_under_auto_what_the_graphs_cannot_run_goes_to_qwen_tts_loop_with_a_reas
 ):
     backend, stand_in = graphs("auto")
     with capture_logs() as logs:
-        wavs = backend.generate(texts, [VOICE] * len(texts), params)
+        wavs = backend.generate(batch(texts, params))
     assert not stand_in.calls and len(wavs) == len(texts)  # qwen_tts's loop, same weights
     assert all(np.isfinite(w).all() and w.size for w in wavs)
     [event] = [e for e in logs if e["event"] == "tts.backend.qwen_tts_loop"]
@@ -150,16 +156,16 @@ def test_a_call_the_static_cache_cannot_hold_is_not_sent_to_the_graphs(graphs):
     assert why(["Hi."], [VOICE], GenerationParams(max_new_tokens=2048)) is None
     long_piece = "字" * 2000  # PieceChars at its largest
     assert "static cache" in why([long_piece], [VOICE], GenerationParams(max_new_tokens=2048))
-    assert backend.max_frames(strict=True) == MAX_SEQ_LEN - PROMPT_MARGIN
-    assert backend.max_frames(strict=False) == 8192  # qwen_tts's loop takes the rest
+    assert backend.max_frames(exact=True) == MAX_SEQ_LEN - PROMPT_MARGIN
+    assert backend.max_frames(exact=False) == 8192  # qwen_tts's loop takes the rest
 
 
 def test_an_explicit_cuda_graphs_speaks_a_list_one_by_one_and_refuses_other_sampling(graphs):
     backend, stand_in = graphs("config")
     params = GenerationParams(max_new_tokens=8)
-    wavs = backend.generate(["One.", "Two."], [VOICE, VOICE], params, strict=True)
+    wavs = backend.generate(batch(["One.", "Two."], params, exact=True))
     assert [call["text"] for call in stand_in.calls] == ["One.", "Two."] and len(wavs) == 2
     greedy = GenerationParams(do_sample=False, max_new_tokens=8)
     with pytest.raises(TtsError) as info:
-        backend.generate(["One."], [VOICE], greedy, strict=True)
+        backend.generate(batch(["One."], greedy, exact=True))
     assert info.value.code == "invalid_settings" and "Backend=auto" in info.value.hint

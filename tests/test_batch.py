@@ -199,30 +199,6 @@ def test_a_failed_generate_call_fails_its_items_only_and_the_engine_goes_on(
     assert again.path.is_file()
 
 
-@pytest.fixture(scope="module")
-def broken_logits(tiny, tmp_path_factory):
-    """The tiny custom_voice checkpoint with NaN in the talker's head: generation fails."""
-    import shutil
-
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path_factory.mktemp("broken") / "nan_logits"
-    shutil.copytree(tiny["custom_voice"], folder)
-    weights = folder / "model.safetensors"
-    tensors = load_file(str(weights))
-    tensors["talker.codec_head.weight"] = tensors["talker.codec_head.weight"] * float("nan")
-    save_file(tensors, str(weights), metadata={"format": "pt"})
-    return folder
-
-
-@pytest.fixture(scope="module")
-def ref_wav(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ref") / "ref.wav"
-    t = np.arange(24_000) / 24_000
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 24_000)
-    return path
-
-
 # --- the same audio batched or alone ----------------------------------------------------------
 
 
@@ -324,7 +300,7 @@ def test_running_out_of_memory_in_a_shared_call_points_at_batch_size():
     """The message torch raises for a CUDA OOM (made here: no GPU) names the setting to lower."""
     import torch
 
-    from qwen3tts_plugin.generation import synthesis_error
+    from qwen3tts_plugin.backends.failures import synthesis_error
 
     error = synthesis_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert error.code == "synthesis_failed" and "OutOfMemoryError" in error.detail

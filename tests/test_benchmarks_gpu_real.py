@@ -1,5 +1,6 @@
-"""benchmarks/gpu_real.py: the published configs it carries, the real-size builder (shrunken here so
-the CPU checks take seconds), fixed-length generation, and on a CUDA machine the measurement."""
+"""benchmarks/real_checkpoint.py and gpu_real.py: the published configs carried, the real-size
+build (shrunken here so the CPU checks take seconds), fixed-length generation, and on a CUDA
+machine the measurement."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import os
 
 import pytest
 
-from benchmarks import gpu_real
-from qwen3tts_plugin import testing
+from benchmarks import gpu_real, real_checkpoint
+from qwen3tts_plugin.backends.qwen_tts.checkpoints.tokenizer import (
+    special_token_ids,
+    trained_tokenizer,
+)
 
 PUBLISHED_SHA256 = {
     "config.json": "81aca2b6fac304944d8acf345272d8a9a727d5fc2e2e66b222ab4729340c7455",
@@ -54,19 +58,19 @@ def shrunk(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         dest = tmp_path_factory.mktemp("real") / "shrunk"
-        return gpu_real.build_real_size_checkpoint(dest, shrink=SHRINK)
+        return real_checkpoint.build_real_size_checkpoint(dest, shrink=SHRINK)
     finally:
         torch.set_num_threads(before)
 
 
 def test_published_configs_are_carried_byte_for_byte():
     for relative, digest in PUBLISHED_SHA256.items():
-        data = (gpu_real.DATA_DIR / relative).read_bytes()
+        data = (real_checkpoint.DATA_DIR / relative).read_bytes()
         assert hashlib.sha256(data).hexdigest() == digest, relative
 
 
 def test_real_sizes_with_the_local_tokenizers_special_ids():
-    config = gpu_real.model_config()
+    config = real_checkpoint.model_config()
     talker = config["talker_config"]
     predictor = talker["code_predictor_config"]
     assert (talker["num_hidden_layers"], talker["hidden_size"]) == (28, 1024)
@@ -79,16 +83,16 @@ def test_real_sizes_with_the_local_tokenizers_special_ids():
     assert (predictor["num_hidden_layers"], predictor["hidden_size"]) == (5, 1024)
     assert (predictor["vocab_size"], talker["num_code_groups"]) == (2048, 16)
     assert talker["codec_eos_token_id"] == CODEC_EOS
-    decoder = gpu_real.speech_tokenizer_config()["decoder_config"]
+    decoder = real_checkpoint.speech_tokenizer_config()["decoder_config"]
     assert (decoder["num_hidden_layers"], decoder["hidden_size"]) == (8, 512)
-    ids = testing.special_token_ids()
+    ids = special_token_ids()
     assert config["im_start_token_id"] == ids["<|im_start|>"]
     assert config["im_end_token_id"] == ids["<|im_end|>"]
     assert config["tts_bos_token_id"] == ids["<tts_text_bos>"]
     assert config["tts_eos_token_id"] == ids["<tts_text_eod>"]
     assert config["tts_pad_token_id"] == ids["<tts_pad>"]
-    assert config["assistant_token_id"] == dict(testing.trained_tokenizer()[0])["assistant"]
-    published = json.loads((gpu_real.DATA_DIR / "config.json").read_text())
+    assert config["assistant_token_id"] == dict(trained_tokenizer()[0])["assistant"]
+    published = json.loads((real_checkpoint.DATA_DIR / "config.json").read_text())
     assert config["talker_config"] == published["talker_config"]
 
 
@@ -96,7 +100,7 @@ def test_shrunken_build_generates_exactly_the_frames_asked(shrunk, one_thread):
     import numpy as np
     import torch
 
-    from qwen3tts_plugin.loading import import_qwen_tts
+    from qwen3tts_plugin.backends.qwen_tts.runtime import import_qwen_tts
 
     assert json.loads((shrunk / "config.json").read_text())["talker_config"]["vocab_size"] == 3072
     model = import_qwen_tts().from_pretrained(str(shrunk), device_map="cpu", dtype=torch.float32)
@@ -151,9 +155,9 @@ def test_a_failing_configuration_is_reported_not_raised(tmp_path, one_thread):
 
 def test_build_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="dtype"):
-        gpu_real.build_real_size_checkpoint(tmp_path / "x", dtype="int8")
+        real_checkpoint.build_real_size_checkpoint(tmp_path / "x", dtype="int8")
     with pytest.raises(ValueError, match="shrink"):
-        gpu_real.build_real_size_checkpoint(tmp_path / "x", shrink=0)
+        real_checkpoint.build_real_size_checkpoint(tmp_path / "x", shrink=0)
 
 
 @pytest.mark.gpu
@@ -189,7 +193,11 @@ def test_batch_size_sweep_on_cuda():
     from benchmarks import batch_sizes
 
     result = batch_sizes.run(
-        gpu_real.real_size_checkpoint(), texts=16, frames=12, sizes=(1, 4, 8, 16), device="cuda:0"
+        real_checkpoint.real_size_checkpoint(),
+        texts=16,
+        frames=12,
+        sizes=(1, 4, 8, 16),
+        device="cuda:0",
     )
     out = os.environ.get("GPU_CHECK_OUT")
     if out:

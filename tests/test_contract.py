@@ -279,3 +279,33 @@ def test_a_misspelt_hook_is_named_not_ignored_silently():
         found = hookspecs.manager.unknown_hooks(pm)
     assert found == ["misspelt implements 'tts_synthesise', which the contract lacks"]
     assert hookspecs.manager.unknown_hooks(hookspecs.plugin_manager()) == []
+
+
+def test_a_host_finds_an_engines_settings_by_role_not_by_name():
+    schema = {
+        "properties": {
+            "Where": {"type": "string", hookspecs.ROLES_KEY: ["device"]},
+            "Lots": {"type": "integer", hookspecs.ROLES_KEY: ["batch_size", "speed_only"]},
+            "Hurry": {"type": "boolean", hookspecs.ROLES_KEY: ["speed_only"]},
+            "Colour": {"type": "string"},
+        }
+    }
+    assert hookspecs.settings_with_role(schema, "batch_size") == ["Lots"]
+    assert hookspecs.settings_with_role(schema, "speed_only") == ["Lots", "Hurry"]
+    assert hookspecs.settings_with_role(schema, "model") == []
+    assert hookspecs.settings_with_role({}, "device") == []
+    with pytest.raises(ValueError, match="unknown setting role 'colour'"):
+        hookspecs.settings_with_role(schema, "colour")
+
+
+def test_acceleration_status_carries_engine_facts_under_extras_only():
+    from hookspecs import AccelerationStatus
+
+    status = AccelerationStatus(
+        supported=False,
+        preferred_device="cpu",
+        backend="cpu",
+        extras={"fast_kernels": {"available": False, "package": "x", "version": None}},
+    )
+    assert AccelerationStatus.model_validate_json(status.model_dump_json()) == status
+    assert "cuda_graphs_available" not in AccelerationStatus.model_fields  # no engine's library

@@ -12,14 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from hookspecs import AccelerationStatus, GpuInfo, TtsError
-from qwen3tts_plugin.devices import (
-    acceleration_status,
-    decide,
-    device_unusable_error,
-    parse_device,
-    probe,
-)
-from qwen3tts_plugin.settings import DEVICE_PATTERN, parse_settings, settings_schema
+from qwen3tts_plugin.backends.failures import device_unusable_error
+from qwen3tts_plugin.devices import acceleration_status, decide, probe
+from qwen3tts_plugin.settings import DEVICE_PATTERN, parse_device, parse_settings, settings_schema
 
 CPU_ONLY = AccelerationStatus(
     supported=False, preferred_device="cpu", backend="cpu", reasons=["cuda_not_available"]
@@ -79,9 +74,9 @@ def plan_for(status, **extra):
     ],
 )
 def test_accepted_device_forms(value, expected):
+    """Parsed once, into the settings: the rest of the engine reads the normal form."""
     assert parse_device(value) == expected
-    kept = value if value and value.strip() else None  # blank means unset
-    assert parse_settings({"Device": value}).Device == kept
+    assert parse_settings({"Device": value}).Device == expected
 
 
 @pytest.mark.parametrize(
@@ -265,7 +260,7 @@ def test_resolution_is_logged_with_the_decision():
         "event": "tts.device.resolved",
         "log_level": "info",
         "provider": "qwen3_tts",
-        "requested": " CPU ",
+        "requested": "cpu",
         "resolved": "cpu",
         "source": "config",
         "dtype": "float32",
@@ -278,8 +273,21 @@ def test_resolution_is_logged_with_the_decision():
 # --- detection on this machine ----------------------------------------------------------------
 
 
+def test_the_settings_schema_marks_what_a_host_may_act_on():
+    from hookspecs import settings_with_role
+
+    schema = settings_schema()
+    assert settings_with_role(schema, "device") == ["Device"]
+    assert settings_with_role(schema, "model") == ["ModelKey", "ModelPath", "ModelsDir"]
+    assert settings_with_role(schema, "model_folder") == ["ModelPath"]
+    assert settings_with_role(schema, "batch_size") == ["BatchSize"]
+    assert settings_with_role(schema, "speed_only") == ["BatchSize"]
+
+
 def test_detection_on_this_cpu_machine():
     status = probe()
+    graphs = {"available": False, "package": "faster-qwen3-tts", "version": None}
+    assert status.extras == {"cuda_graphs": graphs}  # not installed here
     assert status.cuda_available is False
     assert status.supported is False and status.preferred_device == "cpu"
     assert status.backend == "cpu"
@@ -309,7 +317,8 @@ def test_a_device_failure_hint_speaks_of_the_right_kind_of_gpu():
 
 
 def with_graphs(status, available=True):
-    return status.model_copy(update={"cuda_graphs_available": available})
+    graphs = {"available": available, "package": "faster-qwen3-tts", "version": "0.3.2"}
+    return status.model_copy(update={"extras": {"cuda_graphs": graphs}})
 
 
 def test_backend_auto_takes_cuda_graphs_only_on_cuda_with_the_extra_installed():

@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +38,6 @@ def request_for(path, out, text="Hello world.", voice=None, generation=FAST, **e
         voice=voice or Voice(),
         generation=generation,
     )
-
-
-@pytest.fixture(scope="module")
-def ref_wav(tmp_path_factory):
-    """A two-second reference recording at 16 kHz stereo (any rate and layout must work)."""
-    path = tmp_path_factory.mktemp("ref") / "ref.flac"
-    t = np.arange(32_000) / 16_000
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
-    sf.write(path, np.stack([tone, tone * 0.5], axis=1).astype(np.float32), 16_000)
-    return path
 
 
 def assert_wav(path: Path, result):
@@ -192,7 +184,7 @@ def test_seeded_call_leaves_the_process_rng_alone(pm, tiny, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def broken(tiny, unloadable, tmp_path_factory):
+def broken(tiny, unloadable, broken_logits, tmp_path_factory):
     """Damaged copies of the tiny custom_voice checkpoint, built with the real file formats."""
     from safetensors.torch import load_file, save_file
 
@@ -227,99 +219,97 @@ def broken(tiny, unloadable, tmp_path_factory):
     save_file(tensors, str(st), metadata={"format": "pt"})
     made["nan_audio"] = nan_audio
 
-    # NaN in the talker's head: sampling fails inside generation, as fp16 overflow does.
-    nan_logits = root / "nan_logits"
-    shutil.copytree(tiny["custom_voice"], nan_logits)
-    st = nan_logits / "model.safetensors"
-    tensors = load_file(str(st))
-    tensors["talker.codec_head.weight"] = tensors["talker.codec_head.weight"] * float("nan")
-    save_file(tensors, str(st), metadata={"format": "pt"})
-    made["nan_logits"] = nan_logits
+    made["nan_logits"] = broken_logits
     return made
 
 
-def _error_cases(tiny, broken, tmp_path, ref_wav):
-    custom, base, design = tiny["custom_voice"], tiny["base"], tiny["voice_design"]
-    too_short = tmp_path / "short.wav"
-    sf.write(too_short, np.zeros(2_400, dtype=np.float32), 24_000)  # 0.1 s
-    garbage = tmp_path / "garbage.wav"
-    garbage.write_bytes(b"RIFF not really audio")
-    a_file = tmp_path / "a_file"
-    a_file.write_text("x")
-    out = tmp_path / "out.wav"
-    return {
-        "invalid_device": request_for(custom, out, Device="gpu"),
-        "invalid_settings": request_for(custom, out, Precision="fp8"),
-        "empty_text": request_for(custom, out, text=" \n\t "),
-        "unknown_model_key": SynthesisRequest(
-            config=EngineConfig(provider="qwen3_tts", extra_params={"ModelKey": "huge_9b"}),
-            text="Hi",
-            out_path=out,
-        ),
-        "model_not_found": request_for(tmp_path / "no_such_model", out),
-        "model_invalid": request_for(broken["incomplete"], out),
-        "model_invalid (truncated weights)": request_for(broken["truncated"], out),
-        "model_invalid (unknown tts_model_type)": request_for(broken["banana"], out),
-        "model_load_failed": request_for(broken["mismatched"], out),
-        "unsupported_mode": request_for(
-            custom, out, voice=Voice(mode="voice_design", instruct="x")
-        ),
-        "unsupported_speaker": request_for(custom, out, voice=Voice(speaker="nobody")),
-        "unsupported_speaker (setting)": request_for(custom, out, Speaker="nobody"),
-        "unsupported_language": request_for(custom, out, voice=Voice(language="Klingon")),
-        "instruct_required": request_for(design, out, voice=Voice(mode="voice_design")),
-        "ref_audio_invalid (missing)": request_for(
-            base, out, voice=Voice(mode="voice_clone", ref_audio=tmp_path / "nope.wav")
-        ),
-        "ref_audio_invalid (none)": request_for(base, out, voice=Voice(mode="voice_clone")),
-        "ref_audio_invalid (unreadable)": request_for(
-            base, out, voice=Voice(mode="voice_clone", ref_audio=garbage)
-        ),
-        "ref_audio_invalid (too short)": request_for(
-            base, out, voice=Voice(mode="voice_clone", ref_audio=too_short)
-        ),
-        "ref_text_required": request_for(
-            base, out, voice=Voice(mode="voice_clone", ref_audio=ref_wav, x_vector_only=False)
-        ),
-        "invalid_audio": request_for(broken["nan_audio"], out),
-        "synthesis_failed": request_for(broken["nan_logits"], out),
-        "output_write_failed (parent is a file)": request_for(custom, a_file / "out.wav"),
-        "output_write_failed (path is a folder)": request_for(custom, tmp_path),
-        "output_write_failed (NUL in the path)": request_for(custom, tmp_path / "a\x00b.wav"),
-    }
+@dataclass
+class Case:
+    """What an error case's request is made from: the checkpoints, the damaged copies, a
+    reference recording and a fresh folder."""
+
+    tiny: dict[str, Path]
+    broken: dict[str, Path]
+    ref_wav: Path
+    folder: Path
+
+    @property
+    def out(self) -> Path:
+        return self.folder / "out.wav"
+
+    def file(self, name: str, data: bytes) -> Path:
+        path = self.folder / name
+        path.write_bytes(data)
+        return path
+
+    def clone(self, ref_audio: Path | None = None, **voice) -> SynthesisRequest:
+        return request_for(
+            self.tiny["base"],
+            self.out,
+            voice=Voice(mode="voice_clone", ref_audio=ref_audio, **voice),
+        )
 
 
-ERROR_CASES = [
-    "invalid_device",
-    "invalid_settings",
-    "empty_text",
-    "unknown_model_key",
-    "model_not_found",
-    "model_invalid",
-    "model_invalid (truncated weights)",
-    "model_invalid (unknown tts_model_type)",
-    "model_load_failed",
-    "unsupported_mode",
-    "unsupported_speaker",
-    "unsupported_speaker (setting)",
-    "unsupported_language",
-    "instruct_required",
-    "ref_audio_invalid (missing)",
-    "ref_audio_invalid (none)",
-    "ref_audio_invalid (unreadable)",
-    "ref_audio_invalid (too short)",
-    "ref_text_required",
-    "invalid_audio",
-    "synthesis_failed",
-    "output_write_failed (parent is a file)",
-    "output_write_failed (path is a folder)",
-    "output_write_failed (NUL in the path)",
-]
+def _short_wav(case: Case) -> Path:
+    path = case.folder / "short.wav"
+    sf.write(path, np.zeros(2_400, dtype=np.float32), 24_000)  # 0.1 s
+    return path
 
 
-@pytest.mark.parametrize("case", ERROR_CASES)
+ERROR_CASES: dict[str, Callable[[Case], SynthesisRequest]] = {
+    "invalid_device": lambda c: request_for(c.tiny["custom_voice"], c.out, Device="gpu"),
+    "invalid_settings": lambda c: request_for(c.tiny["custom_voice"], c.out, Precision="fp8"),
+    "empty_text": lambda c: request_for(c.tiny["custom_voice"], c.out, text=" \n\t "),
+    "unknown_model_key": lambda c: SynthesisRequest(
+        config=EngineConfig(provider="qwen3_tts", extra_params={"ModelKey": "huge_9b"}),
+        text="Hi",
+        out_path=c.out,
+    ),
+    "model_not_found": lambda c: request_for(c.folder / "no_such_model", c.out),
+    "model_invalid": lambda c: request_for(c.broken["incomplete"], c.out),
+    "model_invalid (truncated weights)": lambda c: request_for(c.broken["truncated"], c.out),
+    "model_invalid (unknown tts_model_type)": lambda c: request_for(c.broken["banana"], c.out),
+    "model_load_failed": lambda c: request_for(c.broken["mismatched"], c.out),
+    "unsupported_mode": lambda c: request_for(
+        c.tiny["custom_voice"], c.out, voice=Voice(mode="voice_design", instruct="x")
+    ),
+    "unsupported_speaker": lambda c: request_for(
+        c.tiny["custom_voice"], c.out, voice=Voice(speaker="nobody")
+    ),
+    "unsupported_speaker (setting)": lambda c: request_for(
+        c.tiny["custom_voice"], c.out, Speaker="nobody"
+    ),
+    "unsupported_language": lambda c: request_for(
+        c.tiny["custom_voice"], c.out, voice=Voice(language="Klingon")
+    ),
+    "instruct_required": lambda c: request_for(
+        c.tiny["voice_design"], c.out, voice=Voice(mode="voice_design")
+    ),
+    "ref_audio_invalid (missing)": lambda c: c.clone(c.folder / "nope.wav"),
+    "ref_audio_invalid (none)": lambda c: c.clone(),
+    "ref_audio_invalid (unreadable)": lambda c: c.clone(
+        c.file("garbage.wav", b"RIFF not really audio")
+    ),
+    "ref_audio_invalid (too short)": lambda c: c.clone(_short_wav(c)),
+    "ref_text_required": lambda c: c.clone(c.ref_wav, x_vector_only=False),
+    "invalid_audio": lambda c: request_for(c.broken["nan_audio"], c.out),
+    "synthesis_failed": lambda c: request_for(c.broken["nan_logits"], c.out),
+    "output_write_failed (parent is a file)": lambda c: request_for(
+        c.tiny["custom_voice"], c.file("a_file", b"x") / "out.wav"
+    ),
+    "output_write_failed (path is a folder)": lambda c: request_for(
+        c.tiny["custom_voice"], c.folder
+    ),
+    "output_write_failed (NUL in the path)": lambda c: request_for(
+        c.tiny["custom_voice"], c.folder / "a\x00b.wav"
+    ),
+}
+"""Every refusal a request can meet, by name; the code is the name's first word."""
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
 def test_every_error_has_its_code_and_leaves_no_file(pm, tiny, broken, tmp_path, ref_wav, case):
-    request = _error_cases(tiny, broken, tmp_path, ref_wav)[case]
+    request = ERROR_CASES[case](Case(tiny, broken, ref_wav, tmp_path))
     before = (
         sorted(p.name for p in request.out_path.parent.iterdir())
         if request.out_path.parent.is_dir()
@@ -337,11 +327,9 @@ def test_every_error_has_its_code_and_leaves_no_file(pm, tiny, broken, tmp_path,
 
 
 def test_error_details_say_what_is_wrong(pm, tiny, broken, tmp_path, ref_wav):
-    cases = _error_cases(tiny, broken, tmp_path, ref_wav)
-
     def error(case):
         with pytest.raises(TtsError) as info:
-            pm.hook.tts_synthesize(request=cases[case])
+            pm.hook.tts_synthesize(request=ERROR_CASES[case](Case(tiny, broken, ref_wav, tmp_path)))
         return info.value
 
     assert "generation_config.json" in error("model_invalid").detail
@@ -696,7 +684,7 @@ def test_a_host_that_configures_logging_gets_events_and_the_chatter_at_debug(tin
     out = run_host(tiny, tmp_path, "debug")
     assert out.stdout == "ERROR ref_audio_invalid\nRESULT ok\n"
     ours = [line for line in out.stderr.splitlines() if " qwen3tts_plugin." in line]
-    assert any(line.startswith("INFO qwen3tts_plugin.engine tts.load.done ") for line in ours)
+    assert any(line.startswith("INFO qwen3tts_plugin.residency tts.load.done ") for line in ours)
     third_party = "\n".join(line for line in ours if "tts.third_party." in line)
     assert third_party.startswith("DEBUG ")
     for word in ("flash-attn", "sox: not found", "SoX could not be found"):
@@ -715,8 +703,8 @@ def test_events_go_to_the_standard_library_when_structlog_is_not_configured(
     caplog.set_level(logging.INFO, logger="qwen3tts_plugin")
     pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="cpu"))
     [record] = [r for r in caplog.records if r.getMessage().startswith("tts.load.start ")]
-    assert record.name == "qwen3tts_plugin.engine" and record.levelno == logging.INFO
-    assert (record.funcName, Path(record.pathname).name) == ("_ensure", "engine.py")
+    assert record.name == "qwen3tts_plugin.residency" and record.levelno == logging.INFO
+    assert (record.funcName, Path(record.pathname).name) == ("ensure", "residency.py")
     assert record.tts["device"] == "cpu" and record.tts["provider"] == "qwen3_tts"
     assert "backend=qwen_tts" in record.getMessage()
     assert not [r for r in caplog.records if r.levelno < logging.INFO]

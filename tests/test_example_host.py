@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -795,14 +796,14 @@ def test_serve_says_where_it_listens_and_which_engines_it_found(settings, tmp_pa
         match = re.match(r"serving (http://127\.0\.0\.1:(\d+)/)  engines: qwen3_tts \(", line)
         assert match, line
         assert f"settings: {settings}" in line
+        response = None
         for _ in range(50):  # uvicorn starts accepting just after the line
             try:
                 response = httpx.get(match.group(1) + "api/tts/status", timeout=2)
                 break
             except httpx.TransportError:
-                import time
-
                 time.sleep(0.1)
+        assert response is not None, "the server printed its URL but never answered"
         assert response.status_code == 200 and response.json()[0]["provider"] == "qwen3_tts"
         busy = subprocess.run(
             [*command, "serve", "--port", match.group(2)], capture_output=True, text=True, env=env
@@ -853,3 +854,39 @@ def test_a_disabled_config_is_not_used(host, tmp_path, tiny):
         assert code == 2 and out == "", argv
         assert err.startswith("config_disabled: config 'qwen3_tts_default' is disabled")
     assert not (tmp_path / "p.wav").exists()
+
+
+def test_the_host_reads_an_engines_setting_names_from_its_schema():
+    """An engine whose settings are named otherwise: the host still finds its model and
+    batch-size settings through their roles."""
+    from example_host import engines
+    from hookspecs import ROLES_KEY, AccelerationStatus, Capabilities, ModelInfo
+
+    schema = {
+        "properties": {
+            "Voice": {"type": "string", "default": "alto", ROLES_KEY: ["model"]},
+            "Folder": {"type": "string", ROLES_KEY: ["model", "model_folder"]},
+            "Chunk": {"type": "integer", ROLES_KEY: ["batch_size", "speed_only"]},
+        }
+    }
+
+    def caps(valid):
+        return Capabilities(
+            provider="other",
+            display_name="Other",
+            version="1",
+            voice_modes=["custom_voice"],
+            sample_rate=16_000,
+            models=[
+                ModelInfo(key="alto", repo_id="", kind=None, size=None, present=valid, valid=valid)
+            ],
+            acceleration=AccelerationStatus(supported=False, preferred_device="cpu", backend="cpu"),
+            settings_schema=schema,
+        )
+
+    assert engines.setting_with_role(caps(True), "model_folder") == "Folder"
+    assert engines.setting_with_role(caps(True), "batch_size") == "Chunk"
+    assert engines.setting_with_role(caps(True), "device") is None
+    assert engines.model_configured(caps(True), {})  # the default model is there
+    assert not engines.model_configured(caps(False), {"Folder": ""})  # blank is unset
+    assert engines.model_configured(caps(False), {"Folder": "/models/mine"})

@@ -44,23 +44,12 @@ def config_for(path, **extra):
     return EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": str(path), **extra})
 
 
-@pytest.fixture(scope="module")
-def ref_wav(tmp_path_factory):
-    import numpy as np
-    import soundfile as sf
-
-    path = tmp_path_factory.mktemp("ref") / "ref.wav"
-    t = np.arange(24_000) / 24_000
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype("float32"), 24_000)
-    return path
-
-
 @pytest.mark.parametrize("device", ["auto", "cuda:0"])
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_loads_on_cuda_with_every_component_there(pm, engine, tiny, device, precision):
     import torch
 
-    from qwen3tts_plugin.loading import components
+    from qwen3tts_plugin.backends.qwen_tts.placement import components
 
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("card has no bf16")

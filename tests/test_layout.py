@@ -58,3 +58,29 @@ def test_no_module_reaches_into_another_modules_private_names():
                         f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}"
                     )
     assert not found, "\n".join(found)
+
+
+MODEL_LIBRARIES = ("qwen_tts", "transformers", "faster_qwen3_tts")
+
+
+def test_only_backends_import_the_model_libraries():
+    """qwen_tts, transformers and faster-qwen3-tts belong to ``qwen3tts_plugin/backends/``:
+    the engine around them (planning, residency, speaking) never names them."""
+    package = ROOT / "qwen3tts_plugin"
+    found = []
+    for path in package.rglob("*.py"):
+        if path.relative_to(package).parts[0] == "backends":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {name}"
+                for name in names
+                if name.split(".")[0] in MODEL_LIBRARIES
+            ]
+    assert not found, "\n".join(found)

@@ -9,8 +9,9 @@ import torch
 from structlog.testing import capture_logs
 
 from hookspecs import EngineConfig, TtsError
+from qwen3tts_plugin.backends.device import check_device
+from qwen3tts_plugin.backends.qwen_tts.placement import load_model, verify_placement
 from qwen3tts_plugin.devices import acceleration_status, decide
-from qwen3tts_plugin.loading import check_device, load_model, verify_placement
 from qwen3tts_plugin.settings import parse_settings
 
 
@@ -145,7 +146,7 @@ def test_a_failed_load_frees_the_half_built_model_even_while_its_error_is_kept(
 def test_a_rejected_placement_frees_the_model(tiny, monkeypatch):
     # Builds a stray component deliberately between loading and the real verification, so the
     # load is refused; the refused model must not stay alive through the error.
-    from qwen3tts_plugin import loading
+    from qwen3tts_plugin.backends.qwen_tts import placement as loading
 
     real_verify = loading.verify_placement
 

@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import pytest
+
 from qwen3tts_plugin.scheduler import Scheduler
 
 
@@ -31,7 +33,7 @@ class Recorder:
         self.resident = resident if resident is not None else [None]
         self.lock = threading.Lock()
 
-    def __call__(self, run: list[Job]) -> None:
+    def __call__(self, run: list[Job]) -> list[str]:
         if any(job.name == "holder" for job in run):
             self.gate.wait(10)
         with self.lock:
@@ -39,6 +41,7 @@ class Recorder:
             self.threads.append(threading.current_thread().name)
         if run[0].load_key is not None:
             self.resident[0] = run[0].load_key  # the run "loads" its model
+        return [f"{job.name} in a run of {len(run)}" for job in run]
 
 
 def wait_for(predicate, timeout=10.0):
@@ -74,13 +77,16 @@ def queue_behind_a_holder(scheduler, record, groups):
 def test_a_lone_job_on_an_idle_scheduler_runs_at_once_in_the_callers_thread():
     record = Recorder()
     scheduler = Scheduler(record, lambda: None)
-    scheduler.run([Job("solo")])
+    assert scheduler.run([Job("solo")]) == ["solo in a run of 1"]
     assert record.runs == [["solo"]]
     assert record.threads == [threading.current_thread().name]
     assert (scheduler.busy, scheduler.pending) == (False, 0)
 
 
 def test_one_run_at_a_time():
+    """Seven callers queue while a run is held open: none starts beside it, and once it ends
+    they run one after another (an overlap would be counted)."""
+    gate = threading.Event()
     inside, peak = 0, 0
     lock = threading.Lock()
 
@@ -89,20 +95,77 @@ def test_one_run_at_a_time():
         with lock:
             inside += 1
             peak = max(peak, inside)
-        time.sleep(0.002)
+        if run[0].name == "holder":
+            gate.wait(10)
         with lock:
             inside -= 1
+        return [None] * len(run)
 
     scheduler = Scheduler(execute, lambda: None)
+    holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)],))
+    holder.start()
+    wait_for(lambda: scheduler.busy)
     threads = [
         threading.Thread(target=scheduler.run, args=([Job(str(i), batch_key=None)],))
-        for i in range(8)
+        for i in range(7)
     ]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    wait_for(lambda: scheduler.pending == 7)  # all seven wait; none runs beside the holder
     assert peak == 1
+    gate.set()
+    for t in [holder, *threads]:
+        t.join(10)
+    assert peak == 1 and (scheduler.busy, scheduler.pending) == (False, 0)
+
+
+def test_each_caller_gets_its_own_jobs_outcomes_in_order_whoever_ran_them():
+    record = Recorder()
+    scheduler = Scheduler(record, lambda: None)
+    results = {}
+
+    def call(name, jobs):
+        results[name] = scheduler.run(jobs)
+
+    holder = threading.Thread(target=call, args=("holder", [Job("holder", batch_key=None)]))
+    holder.start()
+    wait_for(lambda: scheduler.busy)
+    first = threading.Thread(target=call, args=("first", [Job("f1"), Job("f2")]))
+    first.start()
+    wait_for(lambda: scheduler.pending == 2)
+    second = threading.Thread(target=call, args=("second", [Job("s1")]))
+    second.start()
+    wait_for(lambda: scheduler.pending == 3)
+    record.gate.set()
+    for thread in (holder, first, second):
+        thread.join(10)
+    assert results["first"] == ["f1 in a run of 3", "f2 in a run of 3"]
+    assert results["second"] == ["s1 in a run of 3"]  # run by the first caller's thread
+
+
+def test_an_action_alone_runs_between_runs_and_returns_or_raises():
+    record = Recorder()
+    scheduler = Scheduler(record, lambda: None)
+    order = []
+    holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)],))
+    holder.start()
+    wait_for(lambda: scheduler.busy)
+    alone = threading.Thread(
+        target=lambda: order.append(scheduler.alone("a", lambda: record.runs.copy()))
+    )
+    alone.start()
+    wait_for(lambda: scheduler.pending == 1)  # it waits: a run holds the engine
+    record.gate.set()
+    for thread in (holder, alone):
+        thread.join(10)
+    assert order == [[["holder"]]]  # it ran after the held run had finished
+
+    def fails():
+        raise ValueError("cannot load")
+
+    with pytest.raises(ValueError, match="cannot load"):
+        scheduler.alone(None, fails)
+    assert scheduler.run([Job("after")]) == ["after in a run of 1"]
 
 
 def test_jobs_that_arrive_while_a_run_is_busy_share_the_next_run():
@@ -167,10 +230,11 @@ def test_a_failing_execute_reaches_every_caller_in_the_run_and_the_scheduler_goe
     def execute(run):
         if any(job.name == "holder" for job in run):
             gate.wait(10)
-            return
+            return [None]
         runs.append([job.name for job in run])
         if len(run) > 1:
             raise ValueError("bug")
+        return [None] * len(run)
 
     scheduler = Scheduler(execute, lambda: None)
     failures = {}
@@ -210,10 +274,11 @@ def test_an_interrupted_leader_hands_the_other_callers_jobs_back():
     def execute(run):
         if any(job.name == "holder" for job in run):
             gate.wait(10)
-            return
+            return [None]
         if threading.current_thread().name == "first" and len(run) > 1:
             raise KeyboardInterrupt
         runs.append([job.name for job in run])
+        return [None] * len(run)
 
     scheduler = Scheduler(execute, lambda: None)
 
@@ -249,6 +314,7 @@ def test_many_callers_all_finish_and_every_job_runs_exactly_once():
     def execute(run):
         with lock:
             seen.extend(job.name for job in run)
+        return [None] * len(run)
 
     scheduler = Scheduler(execute, lambda: None)
 

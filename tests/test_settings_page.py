@@ -60,8 +60,9 @@ def site(settings, pm, tmp_path):
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert server.started, "the example host's server did not start within 20 s"
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
     server.should_exit = True
     thread.join(timeout=10)

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from qwen3tts_plugin import testing
+from qwen3tts_plugin.backends.qwen_tts import checkpoints
+from qwen3tts_plugin.backends.qwen_tts.checkpoints.tiny import tiny_recipe
 
 SR = 24000
 PUBLISHED_FILES = {
@@ -298,18 +300,23 @@ def test_tiny_checkpoint_builds_once_then_hits_the_cache(tmp_path, monkeypatch, 
     def no_rebuild(*args):
         raise AssertionError("rebuilt a cached checkpoint")
 
-    monkeypatch.setattr(testing, "write_tree", no_rebuild)
+    monkeypatch.setattr(checkpoints, "write_folder", no_rebuild)
     started = time.perf_counter()
     assert testing.tiny_checkpoint("custom_voice", seed=0, cache_dir=tmp_path) == first
     assert time.perf_counter() - started < 0.5
 
 
-def test_cache_key_changes_with_variant_seed_and_builder_version(monkeypatch):
-    keys = {testing.cache_key(v, seed) for v in testing.VARIANTS for seed in (0, 1)}
-    assert len(keys) == 2 * len(testing.VARIANTS)
-    before = testing.cache_key("base", 0)
-    monkeypatch.setattr(testing, "BUILDER_VERSION", testing.BUILDER_VERSION + 1)
-    assert testing.cache_key("base", 0) != before
+def test_cache_key_changes_with_variant_seed_ending_and_builder_version(monkeypatch):
+    recipes = [
+        tiny_recipe(v, seed, never_ending)
+        for v in testing.VARIANTS
+        for seed in (0, 1)
+        for never_ending in (False, True)
+    ]
+    assert len({checkpoints.cache_key(recipe) for recipe in recipes}) == len(recipes)
+    before = checkpoints.cache_key(tiny_recipe("base", 0))
+    monkeypatch.setattr(checkpoints, "BUILDER_VERSION", checkpoints.BUILDER_VERSION + 1)
+    assert checkpoints.cache_key(tiny_recipe("base", 0)) != before
 
 
 def test_tiny_checkpoint_uses_the_env_cache_dir(tmp_path, monkeypatch):
@@ -320,17 +327,17 @@ def test_tiny_checkpoint_uses_the_env_cache_dir(tmp_path, monkeypatch):
 
 
 def test_tiny_checkpoint_keeps_the_folder_another_process_published(tmp_path, monkeypatch):
-    real_write = testing.write_tree
+    real_write = checkpoints.write_folder
     published = []
 
-    def racing_write(folder, variant, seed):
-        real_write(folder, variant, seed)
+    def racing_write(folder, recipe):
+        real_write(folder, recipe)
         if not published:  # another process finishes first, while we are still building
-            monkeypatch.setattr(testing, "write_tree", real_write)
-            published.append(testing.tiny_checkpoint(variant, seed, cache_dir=tmp_path))
+            monkeypatch.setattr(checkpoints, "write_folder", real_write)
+            published.append(testing.tiny_checkpoint("base", 3, cache_dir=tmp_path))
             (published[0] / "marker").write_text("theirs", encoding="utf-8")
 
-    monkeypatch.setattr(testing, "write_tree", racing_write)
+    monkeypatch.setattr(checkpoints, "write_folder", racing_write)
     path = testing.tiny_checkpoint("base", seed=3, cache_dir=tmp_path)
     assert path == published[0]
     assert (path / "marker").read_text(encoding="utf-8") == "theirs"

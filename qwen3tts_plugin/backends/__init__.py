@@ -1,9 +1,10 @@
 """Backends: what runs a loaded model. The engine talks to one only through ``Backend``.
 
 A backend places a model folder on the plan's device at load time (and proves it landed
-there), turns a list of texts into a list of waveforms in one generate call, and gives its
-memory back on release. ``qwen_tts`` (qwen_tts's own generate loop) is the first; a faster one
-is a second class with the same methods.
+there), speaks a ``Batch`` of texts in one generate call, and gives its memory back on
+release. ``qwen_tts`` (qwen_tts's own generate loop) is the reference; ``cuda_graphs``
+(faster-qwen3-tts) replays its decode steps as CUDA graphs. Only modules in this package
+import torch's model libraries (qwen_tts, transformers, faster_qwen3_tts).
 
 Importing this package is cheap: a backend's module (torch, qwen_tts) is imported on load.
 """
@@ -11,15 +12,11 @@ Importing this package is cheap: a backend's module (torch, qwen_tts) is importe
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from hookspecs import TtsError
-
-from ..devices import first_line
-from ..hints import RUNTIME_HINT
+from .failures import RUNTIME_IMPORT_ERRORS, runtime_unavailable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,27 +27,26 @@ if TYPE_CHECKING:
     from ..voices import VoicePlan
 
 BACKENDS = {
-    "qwen_tts": "qwen3tts_plugin.backends.qwen_tts:QwenTtsBackend",
+    "qwen_tts": "qwen3tts_plugin.backends.qwen_tts.backend:QwenTtsBackend",
     "cuda_graphs": "qwen3tts_plugin.backends.cuda_graphs:CudaGraphsBackend",
 }
 """Backend name (settings.BACKEND_NAMES) → ``module:class``."""
 
-DEFAULT_BACKEND = "qwen_tts"
-
 
 @dataclass(frozen=True)
-class LoadKey:
-    """What makes two loads the same model in memory."""
+class Batch:
+    """One generate call: texts with one voice mode and one set of sampling values."""
 
-    path: str
-    device: str
-    dtype: str
-    attn_implementation: str
-    backend: str = DEFAULT_BACKEND
+    texts: tuple[str, ...]
+    voices: tuple[VoicePlan, ...]
+    params: GenerationParams
+    exact: bool = False
+    """The Backend setting named this backend: a request it cannot run as asked is refused
+    (``invalid_settings``) rather than run another way."""
 
 
 class Backend(Protocol):
-    """A model placed on one device that speaks lists of texts."""
+    """A model placed on one device that speaks batches of texts."""
 
     name: str
     plan: DevicePlan
@@ -73,23 +69,17 @@ class Backend(Protocol):
     def codec_dtype(self) -> str:
         """Precision the speech tokenizer (codec) runs in."""
 
-    def generate(
-        self,
-        texts: Sequence[str],
-        voices: Sequence[VoicePlan],
-        params: GenerationParams,
-        strict: bool = False,
-    ) -> list[np.ndarray]:
-        """One waveform per text, in order, from one generate call.
+    def generate(self, batch: Batch) -> list[np.ndarray]:
+        """One waveform per text of ``batch``, in order, from one generate call.
 
-        Every voice has the same mode; ``params`` apply to every text. ``strict``: the Backend
-        setting named this backend, so a request it cannot run as asked is refused
-        (``invalid_settings``) rather than run another way. Raises ``TtsError``
-        (``synthesis_failed``) when the call fails: then no text has audio.
+        Raises ``TtsError`` (``synthesis_failed``) when the call fails: then no text has
+        audio; ``invalid_settings`` when ``batch.exact`` and this backend cannot run it as
+        asked.
         """
 
-    def max_frames(self, strict: bool = False) -> int:
-        """The largest frame budget (``max_new_tokens``) one call can honour."""
+    def max_frames(self, exact: bool) -> int:
+        """The largest frame budget (``max_new_tokens``) one call can honour (``exact``: for
+        batches that must run on this backend's own path)."""
 
     def ran_out(self, waveform: np.ndarray, max_new_tokens: int) -> bool:
         """Whether ``waveform`` used its whole frame budget: the text did not end, it was cut.
@@ -109,17 +99,3 @@ def backend_class(name: str) -> type[Backend]:
     except RUNTIME_IMPORT_ERRORS as exc:
         raise runtime_unavailable(f"the {name} backend", exc) from exc
     return getattr(module, class_name)
-
-
-RUNTIME_IMPORT_ERRORS = (ImportError, OSError, RuntimeError)
-"""What importing torch, torchaudio or qwen_tts raises when they are missing or broken (a
-torchaudio built for another torch fails to load its library with OSError or RuntimeError)."""
-
-
-def runtime_unavailable(what: str, exc: BaseException) -> TtsError:
-    """``engine_unavailable``: the runtime ``what`` needs cannot be imported."""
-    return TtsError(
-        "engine_unavailable",
-        f"{what} cannot be imported: {type(exc).__name__}: {first_line(exc)}",
-        RUNTIME_HINT,
-    )

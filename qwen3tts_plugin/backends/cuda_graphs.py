@@ -11,10 +11,11 @@ temperature=0.9, top_p=1.0``), and it speaks one text per call. What runs where:
 
 - one text with those sampling values, within the static cache: the graphs;
 - anything else (other sampling values, a list of texts, a budget the cache cannot hold) runs
-  on qwen_tts's own loop over the same weights in memory (``generation.generate``), with the
-  reason logged, when the backend was chosen by ``Backend=auto``. With ``Backend=cuda_graphs``
-  set explicitly, a list of texts is spoken one by one through the graphs, and sampling values
-  the graphs cannot honour are refused (``invalid_settings``), never silently replaced.
+  on qwen_tts's own loop over the same weights in memory (``qwen_tts.calls.generate``), with
+  the reason logged, when the backend was chosen by ``Backend=auto``. A batch marked ``exact``
+  (``Backend=cuda_graphs`` set explicitly) has its texts spoken one by one through the graphs,
+  and sampling values the graphs cannot honour are refused (``invalid_settings``), never
+  silently replaced.
 
 Imported only when a model is loaded (it imports torch). Unverified on a GPU so far: the first
 GPU session runs ``scripts/gpu_check.sh``.
@@ -30,25 +31,25 @@ from typing import TYPE_CHECKING, Any
 from hookspecs import GenerationParams, TtsError
 from hookspecs.models import MAX_NEW_TOKENS
 
-from ..devices import device_unusable_error
-from ..generation import clone_prompts, generate, sampling_kwargs, seeded, synthesis_error
-from ..loading import (
-    forget_locals,
-    free_device_memory,
-    keep_codec_in_float32,
-    set_pad_token,
-    verify_placement,
-)
 from ..log import get_logger
 from ..quiet import quiet_import, quiet_output
-from . import RUNTIME_IMPORT_ERRORS, runtime_unavailable
-from .qwen_tts import QwenTtsBackend
+from .device import free_device_memory
+from .failures import (
+    RUNTIME_IMPORT_ERRORS,
+    device_unusable_error,
+    forget_locals,
+    runtime_unavailable,
+)
+from .qwen_tts.backend import QwenTtsBackend, frames_in
+from .qwen_tts.calls import generate, sampling_kwargs, speak
+from .qwen_tts.placement import codec_dtype, keep_codec_in_float32, set_pad_token, verify_placement
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..devices import DevicePlan
     from ..voices import VoicePlan
+    from . import Batch
 
 log = get_logger(__name__)
 
@@ -151,18 +152,12 @@ class CudaGraphsBackend:
 
     @property
     def codec_dtype(self) -> str:
-        return str(self.fast.speech_tokenizer.model.dtype).removeprefix("torch.")
+        return codec_dtype(self.fast.model)
 
-    def generate(
-        self,
-        texts: Sequence[str],
-        voices: Sequence[VoicePlan],
-        params: GenerationParams,
-        strict: bool = False,
-    ) -> list[np.ndarray]:
-        why = self.why_not_graphs(texts, voices, params)
-        if why is not None and not (why == SEVERAL_TEXTS and strict):
-            if strict:
+    def generate(self, batch: Batch) -> list[np.ndarray]:
+        why = self.why_not_graphs(batch.texts, batch.voices, batch.params)
+        if why is not None and not (why == SEVERAL_TEXTS and batch.exact):
+            if batch.exact:
                 raise TtsError(
                     "invalid_settings",
                     f"Backend=cuda_graphs cannot run this request: {why}",
@@ -170,13 +165,16 @@ class CudaGraphsBackend:
                     "the graphs' sampling values (do_sample=true, top_k=50, temperature=0.9, "
                     "top_p=1.0), shorter pieces (PieceChars) and a smaller max_new_tokens.",
                 )
-            log.info("tts.backend.qwen_tts_loop", reason=why, texts=len(texts))
-            return generate(self.fast.model, self.plan, texts, voices, params)
-        return [self._one(text, voice, params) for text, voice in zip(texts, voices, strict=True)]
+            log.info("tts.backend.qwen_tts_loop", reason=why, texts=len(batch.texts))
+            return generate(self.fast.model, self.plan, batch)
+        return [
+            self._one(text, voice, batch.params)
+            for text, voice in zip(batch.texts, batch.voices, strict=True)
+        ]
 
-    def max_frames(self, strict: bool = False) -> int:
+    def max_frames(self, exact: bool) -> int:
         # auto: a budget the cache cannot hold runs on qwen_tts's loop, which takes any
-        return MAX_SEQ_LEN - PROMPT_MARGIN if strict else MAX_NEW_TOKENS
+        return MAX_SEQ_LEN - PROMPT_MARGIN if exact else MAX_NEW_TOKENS
 
     def why_not_graphs(
         self, texts: Sequence[str], voices: Sequence[VoicePlan], params: GenerationParams
@@ -203,48 +201,23 @@ class CudaGraphsBackend:
         return None
 
     def _one(self, text: str, voice: VoicePlan, params: GenerationParams) -> np.ndarray:
-        """One text through the graphs."""
-        kwargs = sampling_kwargs(params)
-        common = {
-            "max_new_tokens": params.max_new_tokens,
-            "temperature": kwargs["temperature"],
-            "top_k": kwargs["top_k"],
-            "top_p": kwargs["top_p"],
-            "do_sample": kwargs["do_sample"],
-        }
-        if params.repetition_penalty is not None:
-            common["repetition_penalty"] = params.repetition_penalty
+        """One text through the graphs (they take no code-predictor sampling keywords)."""
         fast = self.fast
-        try:
-            with seeded(params.seed, self.plan), quiet_output("faster_qwen3_tts generate"):
-                if voice.mode == "custom_voice":
-                    wavs, _rate = fast.generate_custom_voice(
-                        text=text,
-                        speaker=voice.speaker,
-                        language=voice.language,
-                        instruct=voice.instruct,
-                        **common,
-                    )
-                elif voice.mode == "voice_design":
-                    wavs, _rate = fast.generate_voice_design(
-                        text=text, instruct=voice.instruct, language=voice.language, **common
-                    )
-                else:
-                    wavs, _rate = fast.generate_voice_clone(
-                        text=text,
-                        language=voice.language,
-                        voice_clone_prompt=clone_prompts(fast.model, [voice]),
-                        **common,
-                    )
-        except Exception as exc:  # noqa: BLE001 - anything the graphs or torch raise
-            raise synthesis_error(exc) from forget_locals(exc)
+        with quiet_output("faster_qwen3_tts generate"):
+            wavs = speak(
+                fast,
+                fast.model,
+                self.plan,
+                [text],
+                [voice],
+                sampling_kwargs(params, code_predictor=False),
+                params.seed,
+                one_text=True,
+            )
         return wavs[0]
 
     def ran_out(self, waveform: np.ndarray, max_new_tokens: int) -> bool:
-        # The graphs return max_new_tokens frames for a text that never ended, qwen_tts's loop
-        # one fewer; the lower bound covers both (an end on the last frame costs a retry).
-        samples_per_frame = self.fast.speech_tokenizer.get_decode_upsample_rate()
-        return round(len(waveform) / samples_per_frame) >= max_new_tokens - 1
+        return frames_in(waveform, self.fast.model) >= max_new_tokens - 1
 
     def release(self) -> None:
         fast, self._fast = self._fast, None

@@ -1,12 +1,14 @@
-"""One qwen_tts generate call for a list of texts and settled voices, seeded and isolated.
+"""qwen_tts's generate methods called for a batch: the one voice-mode dispatch, the sampling
+values, the seed, the voice-clone prompts.
 
-Imported only from the functions that synthesise (it imports torch).
+Every backend that speaks through qwen_tts's API (qwen_tts itself, and faster-qwen3-tts, whose
+methods take the same keywords for one text) calls ``speak``. Imported only from the functions
+that synthesise (it imports torch).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,60 +16,91 @@ import torch
 
 from hookspecs import GenerationParams, TtsError
 
-from .devices import DevicePlan
-from .hints import DEVICE_HINT, FP32_HINT, MEMORY_HINT
-from .loading import forget_locals
-from .voices import VoicePlan
+from ..failures import forget_locals, synthesis_error
 
 if TYPE_CHECKING:
     import numpy as np
     from qwen_tts import Qwen3TTSModel
 
+    from ...devices import DevicePlan
+    from ...voices import VoicePlan
+    from .. import Batch
 
-def generate(
+GREEDY_TOP_K = 50
+"""transformers' default top_k: the value it expects when sampling is off."""
+
+
+def generate(model: Qwen3TTSModel, plan: DevicePlan, batch: Batch) -> list[np.ndarray]:
+    """One waveform per text of ``batch`` from one qwen_tts call; any failure inside it is
+    ``synthesis_failed`` for the whole call."""
+    wavs = speak(
+        model,
+        model,
+        plan,
+        batch.texts,
+        batch.voices,
+        sampling_kwargs(batch.params),
+        batch.params.seed,
+    )
+    if len(wavs) != len(batch.texts):
+        raise TtsError(
+            "synthesis_failed",
+            f"qwen_tts returned {len(wavs)} waveforms for {len(batch.texts)} texts",
+        )
+    return list(wavs)
+
+
+def speak(
+    target: Any,
     model: Qwen3TTSModel,
     plan: DevicePlan,
     texts: Sequence[str],
     voices: Sequence[VoicePlan],
-    params: GenerationParams,
+    sampling: dict[str, Any],
+    seed: int | None,
+    one_text: bool = False,
 ) -> list[np.ndarray]:
-    """One waveform per text from one qwen_tts call; any failure inside it is
-    ``synthesis_failed`` for the whole call."""
+    """The generate method of ``target`` for the voices' mode, called once, seeded.
+
+    ``target`` is a ``Qwen3TTSModel`` (one value per text) or an object with the same three
+    methods for one text (``one_text``: each keyword gets the single value); ``model`` is the
+    qwen_tts model that builds voice-clone prompts. Every voice has one mode.
+    """
     modes = {voice.mode for voice in voices}
-    if len(texts) != len(voices) or len(modes) != 1:
+    if len(texts) != len(voices) or len(modes) != 1 or (one_text and len(texts) != 1):
         raise ValueError(f"one voice per text, all of one mode; got {len(texts)} texts, {modes}")
-    kwargs = sampling_kwargs(params)
+
+    def each(values: list[Any]) -> Any:
+        return values[0] if one_text else values
+
     texts, voices = list(texts), list(voices)
+    languages = each([voice.language for voice in voices])
     try:
-        with seeded(params.seed, plan):
+        with seeded(seed, plan):
             if voices[0].mode == "custom_voice":
-                wavs, _rate = model.generate_custom_voice(
-                    text=texts,
-                    speaker=[voice.speaker for voice in voices],
-                    language=[voice.language for voice in voices],
-                    instruct=[voice.instruct for voice in voices],
-                    **kwargs,
+                wavs, _rate = target.generate_custom_voice(
+                    text=each(texts),
+                    speaker=each([voice.speaker for voice in voices]),
+                    language=languages,
+                    instruct=each([voice.instruct for voice in voices]),
+                    **sampling,
                 )
             elif voices[0].mode == "voice_design":
-                wavs, _rate = model.generate_voice_design(
-                    text=texts,
-                    instruct=[voice.instruct for voice in voices],
-                    language=[voice.language for voice in voices],
-                    **kwargs,
+                wavs, _rate = target.generate_voice_design(
+                    text=each(texts),
+                    instruct=each([voice.instruct for voice in voices]),
+                    language=languages,
+                    **sampling,
                 )
             else:
-                wavs, _rate = model.generate_voice_clone(
-                    text=texts,
-                    language=[voice.language for voice in voices],
+                wavs, _rate = target.generate_voice_clone(
+                    text=each(texts),
+                    language=languages,
                     voice_clone_prompt=clone_prompts(model, voices),
-                    **kwargs,
+                    **sampling,
                 )
     except Exception as exc:  # noqa: BLE001 - anything qwen_tts or torch raises is reported
         raise synthesis_error(exc) from forget_locals(exc)
-    if len(wavs) != len(texts):
-        raise TtsError(
-            "synthesis_failed", f"qwen_tts returned {len(wavs)} waveforms for {len(texts)} texts"
-        )
     return list(wavs)
 
 
@@ -87,8 +120,9 @@ def clone_prompts(model: Qwen3TTSModel, voices: list[VoicePlan]) -> list[Any]:
     return [by_key[key] for key in keys]
 
 
-def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """The request's sampling parameters, applied to the talker and its code predictor alike.
+def sampling_kwargs(params: GenerationParams, code_predictor: bool = True) -> dict[str, Any]:
+    """The request's sampling parameters as generate keywords, for the talker and (with
+    ``code_predictor``) its code predictor alike.
 
     Greedy decoding ignores temperature, top-k and top-p; they are passed at transformers'
     neutral values then, which it would otherwise warn about ("generation flags are not valid").
@@ -103,18 +137,17 @@ def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
         "top_k": top_k,
         "top_p": top_p,
         "max_new_tokens": params.max_new_tokens,
-        "subtalker_dosample": sampling,
-        "subtalker_temperature": temperature,
-        "subtalker_top_k": top_k,
-        "subtalker_top_p": top_p,
     }
+    if code_predictor:
+        kwargs.update(
+            subtalker_dosample=sampling,
+            subtalker_temperature=temperature,
+            subtalker_top_k=top_k,
+            subtalker_top_p=top_p,
+        )
     if params.repetition_penalty is not None:
         kwargs["repetition_penalty"] = params.repetition_penalty
     return kwargs
-
-
-GREEDY_TOP_K = 50
-"""transformers' default top_k: the value it expects when sampling is off."""
 
 
 @contextlib.contextmanager
@@ -131,17 +164,3 @@ def seeded(seed: int | None, plan: DevicePlan) -> Iterator[None]:
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(seed)
         yield
-
-
-def synthesis_error(exc: Exception) -> TtsError:
-    """``synthesis_failed`` with the original error and the hint its message points to."""
-    text = str(exc)
-    lowered = text.lower()
-    hint = None
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in lowered:
-        hint = MEMORY_HINT
-    elif re.search(r"\b(inf|nan)\b", lowered):
-        hint = FP32_HINT
-    elif "same device" in lowered:
-        hint = DEVICE_HINT
-    return TtsError("synthesis_failed", f"{type(exc).__name__}: {text}", hint)

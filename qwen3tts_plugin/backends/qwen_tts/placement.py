@@ -1,14 +1,12 @@
-"""Place a model on its device at load time and prove that every component landed there.
+"""A qwen_tts model placed on its device at load time, and proof that every component landed
+there in its dtype (the talker the plan's, the codec float32).
 
-Imported only from functions that are about to load: importing it imports torch.
+Imported only when a model is about to load: importing it imports torch.
 """
 
 from __future__ import annotations
 
-import gc
-import sys
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,50 +14,22 @@ import torch
 
 from hookspecs import TtsError
 
-from .backends import RUNTIME_IMPORT_ERRORS, runtime_unavailable
-from .devices import DevicePlan, device_unusable_error
-from .log import get_logger
-from .quiet import quiet_import
+from ...log import get_logger
+from ..device import check_device, free_device_memory
+from ..failures import device_unusable_error, forget_locals
+from .runtime import import_qwen_tts
 
 if TYPE_CHECKING:
     from qwen_tts import Qwen3TTSModel
 
+    from ...devices import DevicePlan
+
 log = get_logger(__name__)
 
-
-IMPORT_CHATTER_LOGGERS = ("sox",)
-"""Loggers that warn during ``import qwen_tts`` about what the engine never uses (SoX)."""
-
-IMPORT_SHELL_MODULES = ("sox",)
-"""qwen_tts dependencies that run a shell at import (``sox -h``), writing to fd 2 directly."""
-
-
-def import_qwen_tts() -> type[Qwen3TTSModel]:
-    """Import qwen_tts, its banners and warnings sent to the debug log (quiet.py);
-    ``engine_unavailable`` when it is missing or broken."""
-    first = sys.modules.get("qwen_tts") is None
-    started = time.perf_counter()
-    try:
-        if first:
-            quiet_import("qwen_tts", IMPORT_CHATTER_LOGGERS, IMPORT_SHELL_MODULES)
-        from qwen_tts import Qwen3TTSModel
-    except RUNTIME_IMPORT_ERRORS as exc:
-        raise runtime_unavailable("qwen_tts", exc) from exc
-    if first:
-        log.info(
-            "tts.import.done", module="qwen_tts", seconds=round(time.perf_counter() - started, 3)
-        )
-    return Qwen3TTSModel
-
-
-def check_device(device: str) -> None:
-    """Allocate one tensor on ``device``: the cheapest real proof that torch can use it."""
-    if device == "cpu":
-        return
-    try:
-        torch.empty(1, device=device)
-    except (RuntimeError, AssertionError) as exc:
-        raise device_unusable_error(device, exc) from exc
+CODEC_DTYPE = "float32"
+"""The speech tokenizer (codec) always runs in float32: in half precision its SnakeBeta
+activations overflow into NaN, i.e. silent audio (the codec config's own
+``encoder_config.dtype`` is float32)."""
 
 
 def load_model(path: Path, plan: DevicePlan) -> Qwen3TTSModel:
@@ -107,12 +77,6 @@ def set_pad_token(model: Qwen3TTSModel) -> None:
         log.debug("tts.load.pad_token_unset", reason=str(exc))
 
 
-CODEC_DTYPE = "float32"
-"""The speech tokenizer (codec) always runs in float32: in half precision its SnakeBeta
-activations overflow into NaN, i.e. silent audio (the codec config's own
-``encoder_config.dtype`` is float32)."""
-
-
 def keep_codec_in_float32(model: Qwen3TTSModel, path: Path, plan: DevicePlan) -> None:
     """Give a half-precision model its codec in float32, loaded on ``plan.device`` directly.
 
@@ -132,19 +96,9 @@ def keep_codec_in_float32(model: Qwen3TTSModel, path: Path, plan: DevicePlan) ->
     free_device_memory()  # the half-precision codec qwen_tts loaded first
 
 
-def forget_locals(exc: BaseException) -> BaseException:
-    """Clear the local variables of ``exc``'s finished frames, and of the errors it chains.
-
-    A traceback keeps every frame's locals alive: a failed load's frames hold the half-built
-    model, so a host (or ``last_error``) keeping the error would keep its memory too.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
-        current = current.__cause__ or current.__context__
-    return exc
+def codec_dtype(model: Qwen3TTSModel) -> str:
+    """The dtype the loaded codec runs in, as torch names it."""
+    return str(model.model.speech_tokenizer.model.dtype).removeprefix("torch.")
 
 
 def _classify_load_error(path: Path, plan: DevicePlan, exc: Exception) -> TtsError:
@@ -227,10 +181,3 @@ def _same_device(actual: torch.device, target: torch.device) -> bool:
     if actual.type != target.type:
         return False
     return target.index is None or actual.index in (None, target.index)
-
-
-def free_device_memory() -> None:
-    """Collect dropped models and hand cached GPU memory back to the driver."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -1,24 +1,15 @@
-"""A drop-in for superAIAutoCutVideo's in-tree Qwen3-TTS service, built on the hooks.
+"""``Qwen3TTSService``: the editor's in-tree Qwen3-TTS service, answered through the hooks.
 
-The editor's backend calls one singleton, ``qwen3_tts_service`` (its
-``modules/qwen3_tts_service.py``), and its routes match error prefixes. ``Qwen3TTSService`` keeps
-that service's method names, parameters, ``async``-ness and return dicts, and raises
-``RuntimeError("<prefix>:<detail>")`` with the prefixes the routes match
-(``model_to_device_failed:``, ``unknown_model_key:``, ``model_invalid:<key>:...|path=...``,
-``qwen_tts_import_failed:``), so the editor adopts the plugin by swapping one line::
-
-    from qwen3tts_plugin.autocut import Qwen3TTSService
-    qwen3_tts_service = Qwen3TTSService(models_dir=Qwen3TTSPathManager().base_dir)
-
-It reaches the engine only through ``hookspecs.plugin_manager()`` and the hooks. Unlike the
-service it replaces it never falls back to the CPU, never moves a model with ``.to()``, patches
-nothing in torch, and answers the speaker and language lists without loading a model.
+It keeps that service's method names, parameters, ``async``-ness and return dicts, and raises
+``RuntimeError("<prefix>:<detail>")`` with the prefixes the editor's routes match. It reaches
+the engine only through ``hookspecs.plugin_manager()`` and the hooks; unlike the service it
+replaces it never falls back to the CPU, never moves a model with ``.to()``, patches nothing
+in torch, and answers the speaker and language lists without loading a model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import platform
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,14 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import hookspecs
 from hookspecs import TtsError
 
-from . import PROVIDER
-from .log import get_logger
+from .. import PROVIDER
+from ..log import get_logger
 
 if TYPE_CHECKING:
     import pluggy
 
     from hookspecs import (
-        AccelerationStatus,
         Capabilities,
         EngineConfig,
         EngineStatus,
@@ -268,7 +258,7 @@ class Qwen3TTSService:
             if self._pm is None:
                 pm = self._given_pm or hookspecs.plugin_manager()
                 if pm.get_plugin(PROVIDER) is None:
-                    from . import hooks
+                    from .. import hooks
 
                     if not pm.is_registered(hooks):
                         pm.register(hooks, name=PROVIDER)
@@ -304,7 +294,7 @@ class Qwen3TTSService:
     def _synthesize_now(self, request: SynthesisRequest) -> Any:
         result = self.plugin_manager.hook.tts_synthesize(request=request)
         if result is None:
-            raise _no_engine()
+            raise no_engine()
         return result
 
     def _model_info(self, model_key: str, device: str | None) -> ModelInfo:
@@ -355,70 +345,14 @@ class Qwen3TTSService:
         for caps in self.plugin_manager.hook.tts_capabilities(config=config):
             if caps.provider == PROVIDER:
                 return caps
-        raise _no_engine()
+        raise no_engine()
 
     def _status(self) -> EngineStatus:
         for status in self.plugin_manager.hook.tts_status():
             if status.provider == PROVIDER:
                 return status
-        error = _no_engine()
+        error = no_engine()
         raise RuntimeError(f"{EDITOR_PREFIXES[error.code]}:{error.detail}")
-
-
-def get_qwen3_tts_acceleration_status() -> dict[str, Any]:
-    """The editor's acceleration detector, answered by the engine (``tts_capabilities``)."""
-    try:
-        caps = _DETECTOR.capabilities()
-    except TtsError as err:
-        raise RuntimeError(f"{EDITOR_PREFIXES[err.code]}:{err.detail}") from err
-    return acceleration_dict(caps.acceleration)
-
-
-def get_qwen3_tts_preferred_device() -> str:
-    """``cuda:0`` when the engine finds a usable GPU, else ``cpu``."""
-    status = get_qwen3_tts_acceleration_status()
-    return str(status["preferred_device"]) if status["supported"] else "cpu"
-
-
-def acceleration_dict(status: AccelerationStatus) -> dict[str, Any]:
-    """``AccelerationStatus`` in the shape of the editor's detector dict."""
-    gpu = status.gpus[0] if status.gpus else None
-    major, minor = status.min_compute_capability
-    has_torch = status.torch_version is not None
-    return {
-        "supported": status.supported,
-        "preferred_device": status.preferred_device,
-        "backend": status.backend,
-        "reasons": list(status.reasons),
-        "os": {
-            "system": status.os.get("system", platform.system()),
-            "release": status.os.get("release", platform.release()),
-            "version": platform.version(),
-            "machine": status.os.get("machine", platform.machine()),
-        },
-        "torch": {"version": status.torch_version, "cuda_version": status.torch_cuda_version}
-        if has_torch
-        else {},
-        "cuda": {"available": status.cuda_available, "device_count": status.device_count}
-        if has_torch
-        else {},
-        "gpu": None
-        if gpu is None
-        else {
-            "index": gpu.index,
-            "name": gpu.name,
-            "total_memory_bytes": gpu.total_memory_bytes,
-            "compute_capability": {
-                "major": gpu.compute_capability[0],
-                "minor": gpu.compute_capability[1],
-            },
-        },
-        "min_cuda_compute_capability": {"major": major, "minor": minor},
-    }
-
-
-_DETECTOR = Qwen3TTSService()
-"""The service the module-level detector functions ask (plugin manager made on first use)."""
 
 
 def _voice(**fields: Any) -> Voice:
@@ -439,7 +373,7 @@ def _asset_dict(asset: Any) -> dict[str, Any]:
     raise ValueError("invalid_voice_asset")
 
 
-def _no_engine() -> TtsError:
+def no_engine() -> TtsError:
     return TtsError(
         "engine_unavailable",
         f"no engine answers provider {PROVIDER!r} (entry-point group {hookspecs.PROJECT!r})",

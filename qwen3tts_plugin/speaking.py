@@ -1,0 +1,315 @@
+"""Speaking planned requests: their pieces through the scheduler in two rounds, then each
+request's pieces joined and written.
+
+Round one speaks every piece with its request's budget; round two speaks again, with twice
+the budget, only the pieces that used all of theirs (a cut piece is never kept unless the
+request allows it). Pieces go to the scheduler a batch's worth at a time, longest first, so a
+long narration's hundred pieces do not hold back a preview that arrives meanwhile, and each
+file is written (its waveforms freed) as soon as its last piece is in.
+
+``generate`` is the scheduler's ``execute``: one run of pieces, one generate call, one
+``PieceOutcome`` per piece. Outcomes are values; nothing a caller holds is changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hookspecs import SynthesisResult, TtsError
+from hookspecs.models import MAX_NEW_TOKENS
+
+from . import PROVIDER
+from .backends import Batch
+from .backends.failures import forget_locals
+from .log import get_logger
+from .planning import PieceTask, SpeechPlan, piece_tasks, retry_budget
+
+if TYPE_CHECKING:
+    from .devices import DevicePlan
+    from .residency import Residency
+    from .scheduler import Scheduler
+
+log = get_logger(__name__)
+
+FRAMES_PER_SECOND = 12.5
+"""Qwen3-TTS 12Hz codec frames per second of audio."""
+
+
+@dataclass(frozen=True)
+class GenerateCall:
+    """One generate call: where and how long it ran, how many texts shared it."""
+
+    seconds: float
+    texts: int
+    load_s: float | None
+    """Seconds spent making its model resident first (None: it already was)."""
+    sample_rate: int
+    plan: DevicePlan
+    """Where it ran (the backend's own plan)."""
+    max_frames: int
+    """The largest budget the backend honours for calls like it."""
+
+
+@dataclass(frozen=True)
+class PieceOutcome:
+    """What one piece's try gave: its waveform (and whether it used its whole budget), or
+    the error that stopped it."""
+
+    call: GenerateCall | None
+    waveform: Any = field(default=None, repr=False)
+    cut: bool = False
+    error: TtsError | None = None
+
+
+# --- one run: the scheduler's execute ----------------------------------------------------------
+
+
+def generate(residency: Residency, run: list[PieceTask]) -> list[PieceOutcome]:
+    """The run's model resident, then one generate call; each piece's waveform checked.
+
+    A failed load or generate call fails every piece of the run; a bad waveform fails only
+    its own piece. Pieces queued before a load of the same model failed get that failure
+    without a second try. Never raises for an engine failure.
+    """
+    from .audio import check_waveform
+
+    lead = run[0]
+    failed = residency.failed_before(lead.load_key, max(task.queued for task in run))
+    if failed is not None:
+        return _failures(run, failed)
+    plan = lead.speech.load
+    batch = Batch(
+        texts=tuple(task.text for task in run),
+        voices=tuple(task.voice for task in run),
+        params=lead.params,
+        exact=plan.device.exact_backend,
+    )
+    try:
+        resident, load_s = residency.ensure(plan)
+        started = time.perf_counter()
+        waveforms = resident.backend.generate(batch)
+    except TtsError as err:
+        return _failures(run, err)
+    except Exception as exc:  # a broken install or a bug: logged, then typed, per piece
+        log.exception("tts.generate.crashed", texts=len(run))
+        return _failures(run, TtsError("synthesis_failed", f"{type(exc).__name__}: {exc}"))
+    backend = resident.backend
+    call = GenerateCall(
+        seconds=time.perf_counter() - started,
+        texts=len(run),
+        load_s=load_s,
+        sample_rate=backend.sample_rate,
+        plan=backend.plan,
+        max_frames=backend.max_frames(batch.exact),
+    )
+    log.info(
+        "tts.generate.done",
+        texts=len(run),
+        chars=[len(text) for text in batch.texts],
+        mode=lead.voice.mode,
+        seconds=round(call.seconds, 3),
+        device=backend.plan.device,
+    )
+    outcomes = []
+    for task, waveform in zip(run, waveforms, strict=True):
+        try:
+            checked = check_waveform(waveform)
+        except TtsError as err:  # its own copy: this frame's traceback holds every waveform
+            outcomes.append(PieceOutcome(call, error=own_copy(err)))
+            continue
+        cut = backend.ran_out(checked, task.params.max_new_tokens)
+        outcomes.append(PieceOutcome(call, checked, cut=cut))
+    return outcomes
+
+
+def _failures(run: list[PieceTask], err: TtsError) -> list[PieceOutcome]:
+    return [PieceOutcome(None, error=own_copy(err)) for _ in run]
+
+
+def own_copy(err: TtsError) -> TtsError:
+    """A fresh error for one piece: one failure shared by a run is raised in several threads."""
+    copy = TtsError(err.code, err.detail, err.hint)
+    copy.__cause__ = err.__cause__
+    return copy
+
+
+# --- requests: rounds, then files ----------------------------------------------------------------
+
+
+def speak(
+    scheduler: Scheduler[PieceTask, PieceOutcome], plans: Sequence[SpeechPlan]
+) -> list[SynthesisResult | TtsError]:
+    """Every request of ``plans`` spoken and written, or the reason not; in order."""
+    takes = {id(plan): Take(plan) for plan in plans}
+    first = [task for plan in plans for task in piece_tasks(plan, plan.params)]
+    _round(scheduler, first, takes, last=False)
+    again = [task for take in takes.values() if take.open for task in take.retries()]
+    if again:
+        log.info("tts.pieces.retry", pieces=len(again))
+    _round(scheduler, again, takes, last=True)
+    return [takes[id(plan)].finish() for plan in plans]
+
+
+def _round(
+    scheduler: Scheduler[PieceTask, PieceOutcome],
+    tasks: list[PieceTask],
+    takes: dict[int, Take],
+    last: bool,
+) -> None:
+    """``tasks`` spoken a batch's worth at a time, longest first; each request finished as
+    soon as its pieces are in (and, before the ``last`` round, none needs another try)."""
+    waiting = sorted(tasks, key=lambda task: -len(task.text))
+    size = max((task.limit for task in waiting), default=1)
+    for start in range(0, len(waiting), size):
+        chunk = waiting[start : start + size]
+        for task, outcome in zip(chunk, scheduler.run(chunk), strict=True):
+            takes[id(task.speech)].record(task, outcome)
+        for take in {id(task.speech): takes[id(task.speech)] for task in chunk}.values():
+            if take.open and take.complete and (last or take.retry_budget() is None):
+                take.finish()
+
+
+class Take:
+    """One request's pieces as they come back, and at the end its file or its error."""
+
+    def __init__(self, plan: SpeechPlan) -> None:
+        self.plan = plan
+        self.outcomes: list[PieceOutcome | None] = [None] * len(plan.pieces)
+        self.budgets = [plan.params.max_new_tokens] * len(plan.pieces)
+        self.earlier_calls: list[GenerateCall] = []
+        """Calls whose cut pieces were spoken again (their time counts in ``synth_s``)."""
+        self.outcome: SynthesisResult | TtsError | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.outcome is None
+
+    @property
+    def complete(self) -> bool:
+        """Every piece has an outcome."""
+        return all(outcome is not None for outcome in self.outcomes)
+
+    def record(self, task: PieceTask, outcome: PieceOutcome) -> None:
+        earlier = self.outcomes[task.index]
+        if earlier is not None and earlier.call is not None:
+            self.earlier_calls.append(earlier.call)
+        self.outcomes[task.index] = outcome
+        self.budgets[task.index] = task.params.max_new_tokens
+
+    def retry_budget(self) -> int | None:
+        """The budget the cut pieces get another try with, or None when they get none: cuts
+        allowed, a piece failed, nothing cut, or the budget already at its ceiling."""
+        params = self.plan.params
+        outcomes = [outcome for outcome in self.outcomes if outcome is not None]
+        cut = [i for i, outcome in enumerate(self.outcomes) if outcome and outcome.cut]
+        if params.allow_cut or not cut or any(outcome.error for outcome in outcomes):
+            return None
+        ceiling = min(self._call(i).max_frames for i in cut)
+        return retry_budget(params.max_new_tokens, max(self.budgets[i] for i in cut), ceiling)
+
+    def retries(self) -> list[PieceTask]:
+        """Tasks for the cut pieces with the retry budget; their cut waveforms are dropped."""
+        budget = self.retry_budget()
+        if budget is None:
+            return []
+        cut = [i for i, outcome in enumerate(self.outcomes) if outcome and outcome.cut]
+        for i in cut:
+            self.outcomes[i] = dataclasses.replace(self._outcome(i), waveform=None)
+        more = self.plan.params.model_copy(update={"max_new_tokens": budget})
+        return piece_tasks(self.plan, more, cut)
+
+    def finish(self) -> SynthesisResult | TtsError:
+        """The pieces joined with their pauses and written (atomically), or the reason not:
+        a failed piece, or one that used its whole budget (``synthesis_truncated``). Once;
+        the waveforms are dropped as soon as the file is written (or cannot be)."""
+        if self.outcome is None:
+            self.outcome = self._result()
+            self.outcomes = [
+                None if o is None else dataclasses.replace(o, waveform=None) for o in self.outcomes
+            ]
+        return self.outcome
+
+    def _result(self) -> SynthesisResult | TtsError:
+        import numpy as np
+
+        from .audio import write_wav_atomic
+
+        outcomes = [self._outcome(i) for i in range(len(self.outcomes))]
+        failed = next((o.error for o in outcomes if o.error is not None), None)
+        if failed is not None:
+            return own_copy(failed)
+        params = self.plan.params
+        cut = [i for i, outcome in enumerate(outcomes) if outcome.cut]
+        if cut and not params.allow_cut:
+            return truncated_error(self.plan, cut[0], self.budgets[cut[0]])
+        started = time.perf_counter()
+        first = self._call(0)
+        rate = first.sample_rate
+        parts = []
+        for outcome, piece in zip(outcomes, self.plan.pieces, strict=True):
+            parts.append(outcome.waveform)
+            if piece.pause_s:
+                parts.append(np.zeros(round(piece.pause_s * rate), dtype=np.float32))
+        wav = np.concatenate(parts)
+        try:
+            write_wav_atomic(self.plan.request.out_path, wav, rate)
+        except TtsError as err:  # kept by the caller: its frames must not keep the audio
+            forget_locals(err)
+            return own_copy(err)
+        calls = {id(c): c for c in [*self.earlier_calls, *(o.call for o in outcomes)] if c}
+        synth_s = sum(c.seconds for c in calls.values()) + time.perf_counter() - started
+        duration_s = wav.size / rate
+        return SynthesisResult(
+            provider=PROVIDER,
+            path=self.plan.request.out_path,
+            duration_s=duration_s,
+            sample_rate=rate,
+            device=first.plan.device,
+            dtype=first.plan.dtype,
+            attn_implementation=first.plan.attn_implementation,
+            load_s=max((c.load_s or 0.0) for c in calls.values()),
+            synth_s=synth_s,
+            rtf=synth_s / duration_s,
+            batch_size=max(c.texts for c in calls.values()),
+            pieces=len(self.plan.pieces),
+            cut_pieces=len(cut),
+            backend=first.plan.backend,
+        )
+
+    def _outcome(self, index: int) -> PieceOutcome:
+        outcome = self.outcomes[index]
+        if outcome is None:
+            raise RuntimeError(f"piece {index} has not been spoken")
+        return outcome
+
+    def _call(self, index: int) -> GenerateCall:
+        call = self._outcome(index).call
+        if call is None:
+            raise RuntimeError(f"piece {index} failed; it ran in no call")
+        return call
+
+
+def truncated_error(plan: SpeechPlan, index: int, budget: int) -> TtsError:
+    """``synthesis_truncated`` naming the piece and the budget it used up."""
+    asked = plan.params.max_new_tokens
+    again = f" (it was given {asked} first, then twice that)" if budget != asked else ""
+    pieces = len(plan.pieces)
+    where = f"piece {index + 1} of {pieces}" if pieces > 1 else "the text"
+    return TtsError(
+        "synthesis_truncated",
+        f"{where} ({preview(plan.pieces[index].text)!r}) used its whole budget of {budget} "
+        f"frames ({budget / FRAMES_PER_SECOND:.1f} s of audio) without ending{again}; nothing "
+        "was written",
+        "Lower PieceChars so that pieces are shorter, raise max_new_tokens (at most "
+        f"{MAX_NEW_TOKENS}), or set allow_cut to keep a cut piece on purpose.",
+    )
+
+
+def preview(text: str, limit: int = 40) -> str:
+    """The start of the text for logs and errors; the full text is never logged."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
