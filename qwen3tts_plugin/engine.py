@@ -50,7 +50,7 @@ class Engine:
         self._planner = Planner(acceleration_status)
         self._residency = Residency()
         self._scheduler = Scheduler(
-            functools.partial(generate, self._residency), self._residency.key
+            functools.partial(generate, self._residency), self._residency.resident_key
         )
 
     def capabilities(self, config: EngineConfig | None = None) -> Capabilities:

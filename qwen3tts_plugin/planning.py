@@ -9,6 +9,7 @@ value (``Planner(status)``); the decision made from it is kept per status and se
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Callable, Hashable
@@ -52,7 +53,7 @@ class LoadPlan:
     model: ResolvedModel
     facts: ModelFacts
 
-    @property
+    @functools.cached_property
     def key(self) -> LoadKey:
         """What makes two loads the same: folder, device, dtype, attention, backend."""
         return LoadKey(
@@ -63,7 +64,7 @@ class LoadPlan:
             backend=self.device.backend,
         )
 
-    @property
+    @functools.cached_property
     def batch_size(self) -> int:
         """Most texts one generate call takes with these settings."""
         return batch_size_for(self.settings.BatchSize, self.device)

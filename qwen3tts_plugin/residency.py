@@ -46,7 +46,7 @@ class Residency:
     def resident(self) -> Resident | None:
         return self._resident
 
-    def key(self) -> LoadKey | None:
+    def resident_key(self) -> LoadKey | None:
         """The key of the model in memory (None: none)."""
         resident = self._resident
         return None if resident is None else resident.key

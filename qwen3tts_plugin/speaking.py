@@ -194,11 +194,9 @@ class Take:
         return all(outcome is not None for outcome in self.outcomes)
 
     def record(self, task: PieceTask, outcome: PieceOutcome) -> None:
-        earlier = self.outcomes[task.index]
-        if earlier is not None and earlier.call is not None:
-            self.earlier_calls.append(earlier.call)
-        self.outcomes[task.index] = outcome
-        self.budgets[task.index] = task.params.max_new_tokens
+        if self.open:
+            self.outcomes[task.index] = outcome
+            self.budgets[task.index] = task.params.max_new_tokens
 
     def retry_budget(self) -> int | None:
         """The budget the cut pieces get another try with, or None when they get none: cuts
@@ -212,13 +210,15 @@ class Take:
         return retry_budget(params.max_new_tokens, max(self.budgets[i] for i in cut), ceiling)
 
     def retries(self) -> list[PieceTask]:
-        """Tasks for the cut pieces with the retry budget; their cut waveforms are dropped."""
+        """Tasks for the cut pieces with the retry budget; their cut takes are dropped (their
+        calls' time is kept)."""
         budget = self.retry_budget()
         if budget is None:
             return []
         cut = [i for i, outcome in enumerate(self.outcomes) if outcome and outcome.cut]
-        for i in cut:
-            self.outcomes[i] = dataclasses.replace(self._outcome(i), waveform=None)
+        for i in cut:  # not in until its retry is: the take stays incomplete meanwhile
+            self.earlier_calls.append(self._call(i))
+            self.outcomes[i] = None
         more = self.plan.params.model_copy(update={"max_new_tokens": budget})
         return piece_tasks(self.plan, more, cut)
 

@@ -192,6 +192,29 @@ def test_a_piece_that_never_ends_is_retried_once_then_refused(pm, never_ends, tm
     assert budgets == [2]
 
 
+def test_every_cut_piece_gets_its_retry_before_the_verdict_even_one_call_at_a_time(
+    pm, never_ends, tmp_path
+):
+    """BatchSize=1: the retries run in separate generate calls; the request is judged only
+    once all of them are in, with the budget they had."""
+    text = "First sentence of three. Second sentence here. Third sentence to end it."
+    with capture_logs() as logs, pytest.raises(TtsError) as info:
+        pm.hook.tts_synthesize(
+            request=request(
+                never_ends,
+                tmp_path / "out.wav",
+                text,
+                GenerationParams(max_new_tokens=4),
+                PieceChars=30,
+                BatchSize=1,
+            )
+        )
+    assert info.value.code == "synthesis_truncated"
+    assert "budget of 8 frames" in info.value.detail and "given 4 first" in info.value.detail
+    calls = [e["texts"] for e in logs if e["event"] == "tts.generate.done"]
+    assert calls == [1] * 6  # three pieces, then each of them once more
+
+
 def test_allow_cut_keeps_cut_pieces_and_counts_them(pm, never_ends, tmp_path):
     """Every piece of the never-ending model is exactly its budget long: the joined file is
     the pieces plus the pauses between them, to the sample."""
