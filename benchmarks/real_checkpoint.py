@@ -64,8 +64,11 @@ def real_size_checkpoint(
 ) -> pathlib.Path:
     """The checkpoint, built once into ``cache_dir`` ($QWEN3TTS_REAL_CACHE, else
     ``qwen3tts-real`` in the temp folder); safe when several processes build at once."""
-    root = cache_dir or os.environ.get(CACHE_ENV) or pathlib.Path(tempfile.gettempdir())
-    root = root if cache_dir or os.environ.get(CACHE_ENV) else pathlib.Path(root) / "qwen3tts-real"
+    root = (
+        cache_dir
+        or os.environ.get(CACHE_ENV)
+        or pathlib.Path(tempfile.gettempdir()) / "qwen3tts-real"
+    )
     return checkpoints.cached(published.published_recipe(DATA_DIR, dtype, seed, shrink), root)
 
 

@@ -7,6 +7,7 @@ falls back from a GPU to the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import platform
 import threading
@@ -147,10 +148,8 @@ def cuda_graphs_facts() -> dict[str, Any]:
 
     version = None
     if util.find_spec("faster_qwen3_tts") is not None:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             version = metadata.version(FAST_PACKAGE)
-        except metadata.PackageNotFoundError:
-            version = None
     available = version is not None and version.startswith(FAST_SERIES)
     return {"available": available, "package": FAST_PACKAGE, "version": version}
 

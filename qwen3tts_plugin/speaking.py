@@ -60,6 +60,8 @@ class PieceOutcome:
     the error that stopped it."""
 
     call: GenerateCall | None
+    budget: int
+    """The frame budget (``max_new_tokens``) the piece was given."""
     waveform: Any = field(default=None, repr=False)
     cut: bool = False
     error: TtsError | None = None
@@ -81,6 +83,7 @@ def generate(residency: Residency, run: list[PieceTask]) -> list[PieceOutcome]:
     failed = residency.failed_before(lead.load_key, max(task.queued for task in run))
     if failed is not None:
         return _failures(run, failed)
+    budget = lead.params.max_new_tokens  # one call, one set of params
     plan = lead.speech.load
     batch = Batch(
         texts=tuple(task.text for task in run),
@@ -115,19 +118,19 @@ def generate(residency: Residency, run: list[PieceTask]) -> list[PieceOutcome]:
         device=backend.plan.device,
     )
     outcomes = []
-    for task, waveform in zip(run, waveforms, strict=True):
+    for _, waveform in zip(run, waveforms, strict=True):  # one waveform per piece
         try:
             checked = check_waveform(waveform)
         except TtsError as err:  # its own copy: this frame's traceback holds every waveform
-            outcomes.append(PieceOutcome(call, error=own_copy(err)))
+            outcomes.append(PieceOutcome(call, budget, error=own_copy(err)))
             continue
-        cut = backend.ran_out(checked, task.params.max_new_tokens)
-        outcomes.append(PieceOutcome(call, checked, cut=cut))
+        cut = backend.ran_out(checked, budget)
+        outcomes.append(PieceOutcome(call, budget, checked, cut=cut))
     return outcomes
 
 
 def _failures(run: list[PieceTask], err: TtsError) -> list[PieceOutcome]:
-    return [PieceOutcome(None, error=own_copy(err)) for _ in run]
+    return [PieceOutcome(None, task.params.max_new_tokens, error=own_copy(err)) for task in run]
 
 
 def own_copy(err: TtsError) -> TtsError:
@@ -146,11 +149,10 @@ def speak(
     """Every request of ``plans`` spoken and written, or the reason not; in order."""
     takes = {id(plan): Take(plan) for plan in plans}
     first = [task for plan in plans for task in piece_tasks(plan, plan.params)]
-    _round(scheduler, first, takes, last=False)
-    again = [task for take in takes.values() if take.open for task in take.retries()]
+    again = _round(scheduler, first, takes, retry=True)
     if again:
         log.info("tts.pieces.retry", pieces=len(again))
-    _round(scheduler, again, takes, last=True)
+    _round(scheduler, again, takes, retry=False)
     return [takes[id(plan)].finish() for plan in plans]
 
 
@@ -158,19 +160,26 @@ def _round(
     scheduler: Scheduler[PieceTask, PieceOutcome],
     tasks: list[PieceTask],
     takes: dict[int, Take],
-    last: bool,
-) -> None:
-    """``tasks`` spoken a batch's worth at a time, longest first; each request finished as
-    soon as its pieces are in (and, before the ``last`` round, none needs another try)."""
+    retry: bool,
+) -> list[PieceTask]:
+    """``tasks`` spoken a batch's worth at a time, longest first. Each request is finished
+    as soon as its pieces are in, unless (when ``retry``) some are cut and get another try:
+    those tries are returned, for the next round."""
     waiting = sorted(tasks, key=lambda task: -len(task.text))
     size = max((task.limit for task in waiting), default=1)
+    later: list[PieceTask] = []
     for start in range(0, len(waiting), size):
         chunk = waiting[start : start + size]
         for task, outcome in zip(chunk, scheduler.run(chunk), strict=True):
-            takes[id(task.speech)].record(task, outcome)
+            takes[id(task.speech)].outcomes[task.index] = outcome
         for take in {id(task.speech): takes[id(task.speech)] for task in chunk}.values():
-            if take.open and take.complete and (last or take.retry_budget() is None):
-                take.finish()
+            if take.open and take.complete:
+                tries = take.retries() if retry else []
+                if tries:
+                    later += tries
+                else:
+                    take.finish()
+    return later
 
 
 class Take:
@@ -179,7 +188,6 @@ class Take:
     def __init__(self, plan: SpeechPlan) -> None:
         self.plan = plan
         self.outcomes: list[PieceOutcome | None] = [None] * len(plan.pieces)
-        self.budgets = [plan.params.max_new_tokens] * len(plan.pieces)
         self.earlier_calls: list[GenerateCall] = []
         """Calls whose cut pieces were spoken again (their time counts in ``synth_s``)."""
         self.outcome: SynthesisResult | TtsError | None = None
@@ -190,36 +198,26 @@ class Take:
 
     @property
     def complete(self) -> bool:
-        """Every piece has an outcome."""
+        """Every piece has an outcome (a retried piece has none until its retry is in)."""
         return all(outcome is not None for outcome in self.outcomes)
 
-    def record(self, task: PieceTask, outcome: PieceOutcome) -> None:
-        if self.open:
-            self.outcomes[task.index] = outcome
-            self.budgets[task.index] = task.params.max_new_tokens
-
-    def retry_budget(self) -> int | None:
-        """The budget the cut pieces get another try with, or None when they get none: cuts
-        allowed, a piece failed, nothing cut, or the budget already at its ceiling."""
-        params = self.plan.params
-        outcomes = [outcome for outcome in self.outcomes if outcome is not None]
-        cut = [i for i, outcome in enumerate(self.outcomes) if outcome and outcome.cut]
-        if params.allow_cut or not cut or any(outcome.error for outcome in outcomes):
-            return None
-        ceiling = min(self._call(i).max_frames for i in cut)
-        return retry_budget(params.max_new_tokens, max(self.budgets[i] for i in cut), ceiling)
-
     def retries(self) -> list[PieceTask]:
-        """Tasks for the cut pieces with the retry budget; their cut takes are dropped (their
-        calls' time is kept)."""
-        budget = self.retry_budget()
+        """Tasks for the cut pieces of a complete take, with twice the budget within what the
+        backend honours; none when cuts are allowed, a piece failed, nothing was cut or the
+        budget is at its ceiling. The cut takes are dropped (their calls' time is kept)."""
+        outcomes = [self._outcome(i) for i in range(len(self.outcomes))]
+        cut = [i for i, outcome in enumerate(outcomes) if outcome.cut]
+        params = self.plan.params
+        if params.allow_cut or not cut or any(outcome.error for outcome in outcomes):
+            return []
+        ceiling = min(self._call(i).max_frames for i in cut)
+        budget = retry_budget(params.max_new_tokens, max(outcomes[i].budget for i in cut), ceiling)
         if budget is None:
             return []
-        cut = [i for i, outcome in enumerate(self.outcomes) if outcome and outcome.cut]
-        for i in cut:  # not in until its retry is: the take stays incomplete meanwhile
+        for i in cut:
             self.earlier_calls.append(self._call(i))
             self.outcomes[i] = None
-        more = self.plan.params.model_copy(update={"max_new_tokens": budget})
+        more = params.model_copy(update={"max_new_tokens": budget})
         return piece_tasks(self.plan, more, cut)
 
     def finish(self) -> SynthesisResult | TtsError:
@@ -245,7 +243,7 @@ class Take:
         params = self.plan.params
         cut = [i for i, outcome in enumerate(outcomes) if outcome.cut]
         if cut and not params.allow_cut:
-            return truncated_error(self.plan, cut[0], self.budgets[cut[0]])
+            return truncated_error(self.plan, cut[0], outcomes[cut[0]].budget)
         started = time.perf_counter()
         first = self._call(0)
         rate = first.sample_rate

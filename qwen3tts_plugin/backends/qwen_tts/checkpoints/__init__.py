@@ -20,6 +20,7 @@ import os
 import pathlib
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,14 +94,7 @@ def write_folder(folder: pathlib.Path, recipe: Recipe) -> None:
 
 def build(dest: str | os.PathLike, recipe: Recipe) -> pathlib.Path:
     """Write ``recipe``'s folder at ``dest`` (an existing folder there is replaced whole)."""
-    dest = pathlib.Path(dest)
-    staging = temp_sibling(dest)
-    try:
-        write_folder(staging, recipe)
-        replace_folder(staging, dest)
-    finally:
-        remove_if_left(staging)
-    return dest
+    return _written(pathlib.Path(dest), recipe, replace_folder)
 
 
 def cached(recipe: Recipe, root: str | os.PathLike) -> pathlib.Path:
@@ -110,10 +104,20 @@ def cached(recipe: Recipe, root: str | os.PathLike) -> pathlib.Path:
     target = pathlib.Path(root) / f"{recipe.name}-{cache_key(recipe)}"
     if (target / "config.json").is_file():
         return target
+    return _written(target, recipe, publish_once)
+
+
+def _written(
+    target: pathlib.Path,
+    recipe: Recipe,
+    publish: Callable[[pathlib.Path, pathlib.Path], None],
+) -> pathlib.Path:
+    """The folder written into a temporary sibling of ``target``, then ``publish(staging,
+    target)``; nothing is left behind when either fails."""
     staging = temp_sibling(target)
     try:
         write_folder(staging, recipe)
-        publish_once(staging, target)
+        publish(staging, target)
     finally:
         remove_if_left(staging)
     return target
