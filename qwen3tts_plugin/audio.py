@@ -6,7 +6,10 @@ Imported only from the functions that synthesise (it imports numpy and soundfile
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -15,7 +18,13 @@ import soundfile as sf
 
 from hookspecs import TtsError
 
-from .hints import FP32_HINT
+from .hints import (
+    FP32_HINT,
+    NAME_TOO_LONG_HINT,
+    NOT_A_FILE_HINT,
+    OUTPUT_PATH_HINT,
+    output_write_hint,
+)
 
 MIN_REFERENCE_S = 0.5
 """Shorter references fail inside qwen_tts's feature extraction (and could not carry a voice)."""
@@ -80,58 +89,203 @@ def check_waveform(wav: np.ndarray) -> np.ndarray:
     return wav
 
 
+NAME_MAX_FALLBACK = 255
+"""The longest file name, in bytes, where the filesystem cannot say (ext4, NTFS, APFS: 255)."""
+
+TEMP_STEM_CHARS = 32
+"""How much of the file name the temporary file's name keeps (it must fit where the name fits)."""
+
+SPECIAL_FILES = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+"""What an existing output path may be instead of a regular file, in words."""
+
+
 def check_out_path(path: Path) -> None:
     """Refuse, before any model work, an output path that cannot be written.
 
-    ``output_write_failed`` when the path holds a NUL character, when it is a folder, when
-    what would be its folder is a file, or when the nearest existing folder is not writable.
-    A missing folder is fine: the write creates it.
+    ``output_write_failed`` when the path holds a NUL character; when a name in it is longer
+    than the filesystem allows; when what would be its folder is a file, or the nearest existing
+    folder is not writable; when it exists and is not a regular file (a folder, named pipe,
+    device, socket), or is a symbolic link to one, or a dangling link. A missing folder is fine:
+    the write creates it. A link to a regular file is written through (write_wav_atomic).
+    Nothing at the path is touched.
     """
-    problem = None
-    shown: object = path
-    if "\x00" in str(path):
-        problem, shown = "the path contains a NUL character", repr(str(path))
-    elif path.is_dir():
-        problem = "it is a folder"
-    else:
-        folder = path.parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        if not folder.is_dir():
-            problem = f"{folder} is not a folder"
-        elif not os.access(folder, os.W_OK | os.X_OK):
-            problem = f"the folder {folder} is not writable"
-    if problem:
-        raise TtsError(
-            "output_write_failed",
-            f"cannot write {shown}: {problem}",
-            "Choose a writable output path: a .wav file in a folder you can write to.",
-        )
+    text = str(path)
+    if "\x00" in text:
+        raise out_path_refused(repr(text), "the path contains a NUL character", OUTPUT_PATH_HINT)
+    folder = nearest_folder(path)
+    problem = (
+        name_too_long(path, folder)
+        or folder_problem(folder)
+        or entry_problem(path)
+        or link_folder_problem(path)
+    )
+    if problem is not None:
+        raise out_path_refused(path, *problem)
+
+
+def out_path_refused(shown: object, problem: str, hint: str) -> TtsError:
+    """The ``output_write_failed`` error for an output path refused before writing."""
+    return TtsError("output_write_failed", f"cannot write {shown}: {problem}", hint)
+
+
+def nearest_folder(path: Path) -> Path:
+    """The closest ancestor of ``path`` that exists (the current folder for a bare name)."""
+    for folder in path.parents:
+        if os.path.exists(folder):  # False for any OSError (a name too long among them)
+            return folder
+    return Path(path.anchor or ".")
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the filesystem holding ``folder`` accepts."""
+    if hasattr(os, "pathconf") and "PC_NAME_MAX" in os.pathconf_names:
+        try:
+            return int(os.pathconf(folder, "PC_NAME_MAX"))
+        except OSError:  # the filesystem does not say
+            return NAME_MAX_FALLBACK
+    return NAME_MAX_FALLBACK
+
+
+def name_too_long(path: Path, folder: Path) -> tuple[str, str] | None:
+    """Why a name ``path`` would create below its existing ``folder`` cannot exist, if so."""
+    limit = name_max(folder)
+    created = path.parts[len(folder.parts) :]
+    for place, name in enumerate(created, start=1):
+        size = len(os.fsencode(name))
+        if size > limit:
+            last = place == len(created)
+            what = "the file name" if last else f"the folder name {name[:40]}..."
+            return (
+                f"{what} is {size} bytes long; the filesystem allows at most {limit}",
+                NAME_TOO_LONG_HINT,
+            )
+    return None
+
+
+def folder_problem(folder: Path) -> tuple[str, str] | None:
+    """Why the nearest existing folder cannot receive the file, if so."""
+    if not folder.is_dir():
+        return f"{folder} is not a folder", OUTPUT_PATH_HINT
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable", OUTPUT_PATH_HINT
+    return None
+
+
+def entry_problem(path: Path) -> tuple[str, str] | None:
+    """Why what already exists at ``path`` must not be replaced, if so; a missing path and a
+    regular file (or a link to one) are fine."""
+    try:
+        own = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return os_reason(exc), output_write_hint(exc.errno)
+    if not stat.S_ISLNK(own.st_mode):
+        kind = special_kind(own.st_mode)
+        return (f"it is {kind}", NOT_A_FILE_HINT) if kind else None
+    link = f"it is a symbolic link to {os.readlink(path)}"
+    try:
+        target = os.stat(path)
+    except FileNotFoundError:
+        return f"{link}, which does not exist (a dangling link)", NOT_A_FILE_HINT
+    except OSError as exc:
+        return f"{link}: {os_reason(exc)}", NOT_A_FILE_HINT
+    kind = special_kind(target.st_mode)
+    return (f"{link}, which is {kind}", NOT_A_FILE_HINT) if kind else None
+
+
+def special_kind(mode: int) -> str | None:
+    """What a file of ``mode`` is, in words, when it is not a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((words for test, words in SPECIAL_FILES if test(mode)), "not a regular file")
+
+
+def link_folder_problem(path: Path) -> tuple[str, str] | None:
+    """For a link to a regular file: why the folder the file lies in cannot receive it, if so."""
+    if not os.path.islink(path):
+        return None
+    return folder_problem(written_path(path).parent)
+
+
+def written_path(path: Path) -> Path:
+    """Where the WAV for ``path`` lands: the file a symbolic link points to, else ``path``."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else path
+
+
+def os_reason(exc: OSError) -> str:
+    """The operating system's reason, in its words, with the errno name: ``No space left on
+    device (ENOSPC)``."""
+    name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({name})" if name else reason
 
 
 def write_wav_atomic(path: Path, wav: np.ndarray, sample_rate: int) -> None:
-    """Write mono 16-bit PCM: a temporary file in the target folder, then a rename.
+    """Write mono 16-bit PCM: encoded in memory, written to a temporary file in the target
+    folder with plain file calls and fsync, then renamed onto the target.
 
-    On failure nothing is left behind and an existing file at ``path`` is untouched.
+    The path is checked again first (it may have changed while the model spoke). Any
+    operating-system failure (full disk, file too large, name too long, permission) is
+    ``output_write_failed`` with the system's reason; nothing is left behind and an existing
+    file at ``path`` is untouched. A symbolic link to a regular file is written through.
     """
-    tmp_name: str | None = None
+    check_out_path(path)
+    data = wav_bytes(path, wav, sample_rate)
+    target = written_path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as tmp:
-            tmp_name = tmp.name
-            sf.write(tmp, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        os.chmod(tmp_name, 0o644)  # temporary files are private; the result is not
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except (OSError, sf.LibsndfileError) as exc:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        replace_with(target, data)
+    except OSError as exc:
         raise TtsError(
             "output_write_failed",
-            f"cannot write {path}: {exc}",
-            "Choose a writable output folder with free space.",
+            f"cannot write {path}: {os_reason(exc)}",
+            output_write_hint(exc.errno),
         ) from exc
+
+
+def wav_bytes(path: Path, wav: np.ndarray, sample_rate: int) -> memoryview:
+    """The whole WAV file, encoded in memory (so no file error can hide inside libsndfile)."""
+    buffer = io.BytesIO()
+    try:
+        sf.write(buffer, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    except sf.LibsndfileError as exc:
+        raise TtsError(
+            "output_write_failed", f"cannot encode {path} as WAV: {exc}", OUTPUT_PATH_HINT
+        ) from exc
+    return buffer.getbuffer()
+
+
+def replace_with(target: Path, data: memoryview) -> None:
+    """``data`` written to a temporary sibling of ``target``, synced, then renamed onto it;
+    the temporary file is removed when any step fails."""
+    fd, name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name[:TEMP_STEM_CHARS]}.", suffix=".tmp"
+    )
+    tmp_name: str | None = name
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(name, 0o644)  # temporary files are private; the result is not
+        os.replace(name, target)
+        tmp_name = None
     finally:
         if tmp_name is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
+
+
+def write_all(fd: int, data: memoryview) -> None:
+    """Every byte of ``data`` written to ``fd`` (a short write is followed by another, which
+    raises the operating system's reason when no more fits)."""
+    while data:
+        data = data[os.write(fd, data) :]

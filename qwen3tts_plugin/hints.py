@@ -1,5 +1,7 @@
 """Troubleshooting hints attached to errors (the seed's list, in words a user can act on)."""
 
+import errno
+
 DEVICE_HINT = (
     "The model could not be placed on the GPU. Check that the NVIDIA driver is installed and "
     "loaded (nvidia-smi), that torch was built for a CUDA runtime the driver supports "
@@ -36,6 +38,42 @@ MODELS_DIR_HINT = (
     "Download the model folder (including speech_tokenizer/) into ModelsDir, or point ModelPath "
     "at a complete local folder."
 )
+
+OUTPUT_PATH_HINT = (
+    "Choose a writable output path: a .wav file, or a name that does not exist yet, in a folder "
+    "you can write to."
+)
+
+NOT_A_FILE_HINT = (
+    "The output path must be a regular file or a name that does not exist yet: the engine "
+    "writes a new file beside it and renames it into place, so it never writes into a folder, "
+    "a named pipe, a device or a socket, nor replaces one. Choose another .wav path."
+)
+
+NAME_TOO_LONG_HINT = "Use a shorter file name (and shorter folder names)."
+
+OUTPUT_WRITE_HINTS = {
+    "ENOSPC": "The disk is full: free some space on it, or choose an output folder on "
+    "another disk.",
+    "EDQUOT": "Your disk quota is used up: free some space, or choose an output folder on "
+    "another disk.",
+    "EFBIG": "The file is larger than this system allows for one file (the shell's "
+    "'ulimit -f', or the filesystem's own limit such as FAT32's 4 GiB): send shorter texts, "
+    "or write to another filesystem.",
+    "ENAMETOOLONG": NAME_TOO_LONG_HINT,
+    "EACCES": "Choose an output folder you are allowed to write to.",
+    "EPERM": "Choose an output folder you are allowed to write to.",
+    "EROFS": "That filesystem is read-only: choose an output folder on a writable disk.",
+}
+"""What to do about the operating system's reasons a WAV could not be written, by errno name
+(names, not numbers: not every platform has every code)."""
+
+
+def output_write_hint(code: int | None) -> str:
+    """What to do when writing the WAV failed with the operating system's error ``code``."""
+    name = errno.errorcode.get(code) if code is not None else None
+    return OUTPUT_WRITE_HINTS.get(name or "", OUTPUT_PATH_HINT)
+
 
 DEVICE_FORMS = "'auto' (or empty), 'cpu', 'cuda', 'cuda:N' (N = 0, 1, ...), 'mps'"
 

@@ -7,6 +7,8 @@ thread, and its dependency runs a shell that writes straight to file descriptor 
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 
@@ -73,3 +75,32 @@ def test_a_failed_import_still_logs_what_it_printed_and_restores_the_streams(
     assert (sys.stdout, sys.stderr) == streams
     assert capfd.readouterr() == ("", "")
     assert [e["text"] for e in logs] == ["about to fail"]
+
+
+CHATTER = ("flash-attn", "sox: not found", "SoX could not be found", "sox.sourceforge.net")
+"""What ``import qwen_tts`` prints (and its ``sox`` dependency, without the SoX binary)."""
+
+
+@pytest.mark.slow
+def test_the_first_smoke_run_on_a_fresh_machine_prints_no_third_party_banner(tmp_path):
+    """The very first ``python -m example_host smoke`` builds the tiny checkpoint (importing
+    qwen_tts to do so) before the engine loads: neither step may print a banner."""
+    cache = tmp_path / "cache"  # empty: the user cache folder of a machine never used
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "QWEN3TTS_TINY_CACHE"},
+        "HF_HUB_OFFLINE": "1",
+        "XDG_CACHE_HOME": str(cache),
+        "EXAMPLE_HOST_SETTINGS": str(tmp_path / "settings.json"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "example_host", "smoke", "--out", str(tmp_path / "smoke.wav")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    built = cache / "qwen3tts_plugin" / "tiny"
+    assert f"using the tiny checkpoint {built}" in proc.stdout  # built here, not reused
+    assert not [word for word in CHATTER if word in proc.stdout], proc.stdout
+    assert not [word for word in CHATTER if word in proc.stderr], proc.stderr
