@@ -5,7 +5,11 @@ Results go to stdout, logs and errors to stderr. Logging: WARNING by default, ``
 
 Exit codes: 0 success; 1 ``dub`` finished with failed segments (``--keep-going``); 2 an error
 (an engine ``TtsError``, a refused setting, an unreadable settings file or script, bad usage);
-3 no engine installed.
+3 no engine installed; 4 ``serve`` cannot listen; 130 interrupted (Ctrl-C): one line says what
+was kept, no traceback.
+
+Each error is printed once: the message here, not also the engine's log event about it (shown
+with ``-v``; see ``logs``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pydantic
@@ -28,6 +33,8 @@ from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore,
 EXIT_ERROR = 2
 EXIT_NO_ENGINE = 3
 EXIT_PORT_BUSY = 4
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
 HOST_ERRORS = (SettingsFileError, UnknownConfigError, ScriptError, ManifestError)
 
 
@@ -73,14 +80,19 @@ def _generation_options(parser: argparse.ArgumentParser, max_new_tokens: int | N
     )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number, ``minimum`` or more."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     dub.add_argument("--keep-going", action="store_true", help="continue past failed segments")
     dub.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=_int_at_least(1),
         help="segments per generate call (default: the engine's choice; 1 turns batching off)",
     )
     dub.add_argument("--config", default=DEFAULT_CONFIG_ID, help="config id")
@@ -152,16 +164,52 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.set_defaults(run=commands.cmd_smoke)
 
     serve = sub.add_parser("serve", parents=[common], help="HTTP preview routes (uvicorn)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default loopback; any other needs a token)",
+    )
     serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument(
+        "--token",
+        help="token every /api route needs (default: $EXAMPLE_HOST_TOKEN; beyond loopback "
+        "a random one, printed once in the URL)",
+    )
+    serve.add_argument(
+        "--queue-size",
+        type=_int_at_least(0),
+        help="previews that may wait for a synthesis worker before 503 server_busy (default 32)",
+    )
+    serve.add_argument(
+        "--synthesis-workers",
+        type=_int_at_least(1),
+        help="previews handed to the engine at once (default 8; it batches them)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_int_at_least(1),
+        help="open connections at once (default 256); one more closes a connection that has "
+        "waited over 1 s for its request head, else is answered 503",
+    )
     serve.set_defaults(run=commands.cmd_serve)
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="try it offline: preview, dub and the settings page on the tiny random checkpoint "
+        "(noise), with settings of its own",
+    )
+    demo.add_argument("--port", type=int, default=8765, help="port of the settings page")
+    demo.add_argument("--no-serve", action="store_true", help="stop after the preview and dub")
+    demo.set_defaults(run=commands.cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
-    logs.configure(json_lines=args.log_json, level=level)
+    reports_errors = args.command != "serve"  # serve's callers get their errors over HTTP
+    logs.configure(json_lines=args.log_json, level=level, caller_reports_errors=reports_errors)
     try:
         return args.run(args, SettingsStore(args.settings))
     except TtsError as err:
@@ -176,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     except pydantic.ValidationError as exc:
         _report(exc, args.debug, f"error: invalid request: {exc}")
         return EXIT_ERROR
+    except commands.Interrupted as exc:
+        _report(exc, args.debug, f"interrupted: {exc}")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        _report(exc, args.debug, "interrupted")
+        return EXIT_INTERRUPTED
 
 
 def _report(exc: BaseException, debug: bool, message: str, hint: str | None = None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 import hookspecs
 from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
 
-from . import dubbing, engines, render, scripts
+from . import dubbing, engines, logs, render, scripts
 from .settings_store import SettingsStore
 
 SMOKE_TEXT = "Hello from the example host. This is a smoke test."
@@ -101,14 +102,8 @@ def cmd_settings_unset(args: argparse.Namespace, store: SettingsStore) -> int:
 
 
 def _change(store: SettingsStore, config_id: str, changes: dict[str, Any]) -> int:
-    config = store.config(config_id)
-    if any(value is not None for value in changes.values()):
-        pm = engines.plugin_manager()
-        caps = engines.engine_for(pm, config["provider"], engines.engine_config(config))
-        stored = config.get("extra_params", {})
-        for warning in engines.check_changes(pm, caps, changes, stored):
-            print(f"warning: {warning}", file=sys.stderr)
-    config = store.update_extra_params(config_id, changes)
+    """Check and save under the settings lock (a running server's writes are not lost)."""
+    engines.save_changes(engines.plugin_manager(), store, config_id, changes)
     for key, value in changes.items():
         shown = "(unset)" if value is None else json.dumps(value, ensure_ascii=False)
         print(f"{config_id}.{key} = {shown}  (saved to {store.path})")
@@ -177,29 +172,43 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
         "provider": stored["provider"],
         "voice_mode": voice.mode,
     }
-    with dubbing.progress_bar(len(segments)) as bar:
-
-        def advance(segment: scripts.Segment, outcome: str) -> None:
-            bar.set_postfix_str(f"seg {segment.number} {outcome}")
-            bar.update(1)
-
-        report = dubbing.dub(
-            pm,
-            config,
-            segments,
-            args.out_dir,
-            generation_params(args),
-            voice=voice,
-            keep_going=args.keep_going,
-            header=header,
-            on_segment=advance,
-            batch_size=args.batch_size or loaded.batch_size,
-            speed_only=hookspecs.settings_with_role(caps.settings_schema, "speed_only"),
-        )
+    with dubbing.Progress(len(segments)) as progress:
+        try:
+            report = dubbing.dub(
+                pm,
+                config,
+                segments,
+                args.out_dir,
+                generation_params(args),
+                voice=voice,
+                keep_going=args.keep_going,
+                header=header,
+                on_settled=progress.settled,
+                batch_size=args.batch_size or loaded.batch_size,
+                speed_only=hookspecs.settings_with_role(caps.settings_schema, "speed_only"),
+            )
+        except KeyboardInterrupt:
+            raise Interrupted(dub_interrupted(args.out_dir, segments)) from None
     print(render.dub_summary(report))
     if report.stopped_by is not None:
         raise report.stopped_by
     return 1 if report.failed else 0
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a command; the message says what was kept."""
+
+
+def dub_interrupted(out_dir: Path, segments: list[scripts.Segment]) -> str:
+    """What an interrupted dub kept, in one line; its half-written temporary files removed
+    (every WAV and manifest is written atomically, so those are whole)."""
+    if out_dir.is_dir():
+        dubbing.remove_stale_temp_files(out_dir)
+    speakable = sum(not segment.empty for segment in segments)
+    return (
+        f"{dubbing.written(out_dir)} of {speakable} segments written; run the same command "
+        "again to resume"
+    )
 
 
 # --- smoke --------------------------------------------------------------------------------
@@ -248,22 +257,49 @@ class PortBusyError(Exception):
     """The address ``serve`` was asked to listen on is taken (or not ours to take)."""
 
 
+def server_token(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The token ``serve`` requires, and where it came from: ``--token``, else
+    ``$EXAMPLE_HOST_TOKEN``, else a random one when bound beyond loopback (printed once),
+    else none."""
+    from . import guard
+
+    if getattr(args, "token", None):
+        return args.token, "--token"
+    from_env = os.environ.get(guard.TOKEN_ENV, "").strip()
+    if from_env:
+        return from_env, f"${guard.TOKEN_ENV}"
+    if guard.is_loopback(args.host):
+        return None, "none (loopback)"
+    return guard.new_token(), "generated"
+
+
 def cmd_serve(args: argparse.Namespace, store: SettingsStore) -> int:
     """The HTTP routes, served by uvicorn until interrupted.
 
     Before serving: the settings file is read (a malformed one is reported now), the engines
     are found (``no_engine`` otherwise), and the address is bound (``PortBusyError``); then the
-    URL and the engines go to stdout.
+    URL and the engines go to stdout. Beyond loopback a token is required (``server_token``);
+    only a generated one is printed, in the URL.
     """
     import socket
 
     import uvicorn
 
-    from .http import create_app
+    from .guard import Access
+    from .http import SYNTHESIS_QUEUE, SYNTHESIS_WORKERS, SynthesisQueue, create_app
+    from .serving import Limits, protect_logs, uvicorn_config
 
     store.load()
     pm = engines.plugin_manager()
     found = engines.all_capabilities(pm)
+    token, source = server_token(args)
+    limits = Limits(
+        max_connections=getattr(args, "max_connections", None) or Limits.max_connections
+    )
+    synthesis = SynthesisQueue(
+        getattr(args, "synthesis_workers", None) or SYNTHESIS_WORKERS,
+        SYNTHESIS_QUEUE if getattr(args, "queue_size", None) is None else args.queue_size,
+    )
     try:
         sock = socket.create_server((args.host, args.port))
     except OSError as exc:
@@ -274,8 +310,97 @@ def cmd_serve(args: argparse.Namespace, store: SettingsStore) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     bound_port = sock.getsockname()[1]
     names = ", ".join(f"{caps.provider} ({caps.display_name} {caps.version})" for caps in found)
-    print(f"serving http://{host}:{bound_port}/  engines: {names}  settings: {store.path}")
+    url = f"http://{host}:{bound_port}/" + (f"?token={token}" if source == "generated" else "")
+    shown = "" if source in ("generated", "none (loopback)") else f"  token: from {source}"
+    print(f"serving {url}  engines: {names}  settings: {store.path}{shown}")
     sys.stdout.flush()
-    config = uvicorn.Config(create_app(store.path, pm=pm), log_config=None)
-    uvicorn.Server(config).run(sockets=[sock])
+    protect_logs()
+    app = create_app(
+        store.path, pm=pm, access=Access(bound_host=args.host, token=token), synthesis=synthesis
+    )
+    uvicorn.Server(uvicorn_config(app, limits)).run(sockets=[sock])
     return 0
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+DEMO_SCRIPT = (
+    "Welcome to the example host.",
+    "These weights are random, so every line you hear is noise.",
+    "Each line of a script becomes its own numbered file.",
+    "Point the settings at a real model folder to hear a voice.",
+)
+DEMO_MAX_NEW_TOKENS = 24
+"""Frames per piece in the demo (about two seconds): random weights rarely end a text, so
+every piece uses its budget and is kept cut on purpose (``--allow-cut``)."""
+
+
+def demo_dir() -> Path:
+    """The demo's own folder: its settings file, preview and dub, in the user cache folder."""
+    return cache_dir() / "demo"
+
+
+def cmd_demo(args: argparse.Namespace, store: SettingsStore) -> int:
+    """Try it offline: preview and dub on the tiny random checkpoint, then the settings page.
+
+    Everything happens in ``demo_dir()`` with a settings file of its own, reset on each run and
+    pointing the engine's model-folder setting at the tiny checkpoint; the user's settings
+    file (``store``) is never read or written. The steps are the CLI's own ``preview``,
+    ``dub`` and ``serve`` commands, parsed as their command lines would be.
+    """
+    folder = demo_dir()
+    print(
+        "demo: random weights (the tiny test checkpoint), so every voice is noise; it shows the "
+        "path, not a voice"
+    )
+    sys.stdout.flush()  # building the checkpoint the first time takes a few seconds
+    settings = prepare_demo_settings(folder / "settings.json")
+    print(f"demo settings  {settings} (its own; yours, {store.path}, is not used)")
+    script = folder / "script.txt"
+    script.write_text("\n".join(DEMO_SCRIPT) + "\n", encoding="utf-8")
+    budget = ["--max-new-tokens", str(DEMO_MAX_NEW_TOKENS), "--allow-cut"]
+    steps = [
+        ["preview", DEMO_SCRIPT[0], "--out", str(folder / "preview.wav"), *budget],
+        ["dub", str(script), "--out-dir", str(folder / "dub"), *budget],
+    ]
+    for step in steps:
+        code = run_as_cli([*step, "--settings", str(settings)])
+        if code != 0:
+            return code
+    print(f"preview  {folder / 'preview.wav'}\ndub      {folder / 'dub'}")
+    if args.no_serve:
+        return 0
+    sys.stdout.flush()
+    logs.hold_back_reported(False)  # the page's errors reach no command: the log shows them
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(args.port)]
+    return run_as_cli([*serve, "--settings", str(settings)])
+
+
+def prepare_demo_settings(path: Path) -> Path:
+    """A fresh demo settings file whose model-folder setting names the tiny checkpoint."""
+    from .settings_store import DEFAULT_CONFIG_ID, default_settings
+
+    data = default_settings()
+    config = data["configs"][DEFAULT_CONFIG_ID]
+    caps = engines.engine_for(engines.plugin_manager(), config["provider"])
+    folder_setting = engines.setting_with_role(caps, "model_folder")
+    if folder_setting is None:
+        raise TtsError(
+            "invalid_settings",
+            f"engine {caps.provider!r} marks no model-folder setting for the demo's checkpoint",
+            "Use `smoke` or `preview` with a model of that engine instead.",
+        )
+    # The one import of the engine package: its documented test-checkpoint builder.
+    from qwen3tts_plugin.testing import tiny_checkpoint
+
+    config["extra_params"][folder_setting] = str(tiny_checkpoint("custom_voice"))
+    SettingsStore(path).save(data)
+    return path
+
+
+def run_as_cli(argv: list[str]) -> int:
+    """One of the CLI's commands, in this process, parsed as its command line would be."""
+    from .cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    return args.run(args, SettingsStore(args.settings))

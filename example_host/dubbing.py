@@ -8,7 +8,8 @@ is renamed to the new number): a crashed run picks up where it stopped, a finish
 nothing, and a line inserted at the top is the only one synthesised.
 
 A segment the engine finds nothing to speak in (``empty_text``: punctuation only, emoji, ...)
-is skipped like an empty one.
+is skipped like an empty one. ``Progress`` shows segments as they settle: a list's segments
+settle together, when the generate calls they share end.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ MANIFEST_VERSION = 1
 
 class ManifestError(Exception):
     """An existing manifest that cannot be read; it is left alone."""
+
+
+@dataclass(frozen=True)
+class SegmentDone:
+    """One segment settled, for progress: its outcome (ok, resumed, skipped, failed), its
+    audio seconds (None without audio), and whether it went to the engine in this run."""
+
+    segment: Segment
+    outcome: str
+    audio_s: float | None
+    spoken: bool
 
 
 @dataclass
@@ -222,15 +234,17 @@ def dub(
     voice: Voice | None = None,
     keep_going: bool = False,
     header: dict[str, Any] | None = None,
-    on_segment: Callable[[Segment, str], None] | None = None,
+    on_settled: Callable[[list[SegmentDone]], None] | None = None,
     batch_size: int = 1,
     speed_only: Iterable[str] = (),
 ) -> DubReport:
     """Synthesise every segment not already done into ``out_dir``; see the module docstring.
 
     ``voice`` goes to every request as given (None: the contract's default ``Voice()``).
-    ``batch_size`` segments go to the engine per hook call. ``on_segment(segment, outcome)``
-    is called for each segment once its list is done (for a progress bar). Without
+    ``batch_size`` segments go to the engine per hook call. ``on_settled(events)`` (for
+    progress) is called with the segments resumed or skipped at the start, then with each
+    list's segments once the list is done and the manifest written: a list's segments settle
+    together, as they share generate calls. Without
     ``keep_going`` the run stops after the list holding the first failed segment; the
     segments of that list that were written are kept. ``speed_only`` names the settings left
     out of the fingerprint (a changed batch size does not redo a finished dub).
@@ -268,6 +282,7 @@ def dub(
         interim = {n: _base_entry(s) if n in moving else entries[n] for n, s in numbered.items()}
         write_manifest(manifest, header, interim)
     _move_reused(reused, out_dir)
+    settled = []
     for segment in segments:
         status = entries[segment.number]["status"]
         if status == "skipped":
@@ -276,17 +291,26 @@ def dub(
         elif status == "ok":
             report.resumed += 1
             report.audio_s += entries[segment.number]["duration_s"]
-        if status != "pending" and on_segment:
-            on_segment(segment, "resumed" if status == "ok" else status)
+        if status != "pending":
+            outcome = "resumed" if status == "ok" else status
+            duration = entries[segment.number]["duration_s"]
+            settled.append(SegmentDone(segment, outcome, duration, spoken=False))
     write_manifest(manifest, header, entries)
+    if on_settled and settled:
+        on_settled(settled)
     for first in range(0, len(todo), report.batch_size):
         chunk = todo[first : first + report.batch_size]
         done = _synthesize(pm, config, voice, chunk, out_dir, generation, fp)
         entries.update((segment.number, entry) for segment, entry in zip(chunk, done, strict=True))
         write_manifest(manifest, header, entries)
+        if on_settled:
+            on_settled(
+                [
+                    SegmentDone(segment, entry["status"], entry["duration_s"], spoken=True)
+                    for segment, entry in zip(chunk, done, strict=True)
+                ]
+            )
         for segment, entry in zip(chunk, done, strict=True):
-            if on_segment:
-                on_segment(segment, entry["status"])
             if entry["status"] == "ok":
                 report.ok += 1
                 report.audio_s += entry["duration_s"]
@@ -374,8 +398,103 @@ def _one_by_one(pm: pluggy.PluginManager, index: int, request: SynthesisRequest)
     return BatchItem(index=index, result=result)
 
 
-def progress_bar(total: int) -> Any:
-    """A tqdm bar on stderr, shown only when stderr is a terminal."""
-    from tqdm import tqdm
+def written(out_dir: Path) -> int:
+    """Segments the manifest in ``out_dir`` lists as written (status ok); 0 without one."""
+    entries = read_manifest(out_dir / MANIFEST)
+    return sum(entry.get("status") == "ok" for entry in entries.values())
 
-    return tqdm(total=total, unit="seg", file=sys.stderr, disable=not sys.stderr.isatty())
+
+class Progress:
+    """Progress on stderr with an estimate of the time left: a tqdm bar on a terminal (moved
+    once per list, naming its segments), else one plain line per segment (for a job's logs).
+
+    The segments of a list settle together (they share generate calls), so they share one
+    estimate. It counts only segments spoken in this run (resumed ones take no time), from the
+    moment the first list went to the engine.
+    """
+
+    BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.spoken = 0
+        self.started = self.speaking_since = time.perf_counter()
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                unit="seg",
+                file=self.stream,
+                bar_format=self.BAR_FORMAT,
+                mininterval=0,  # one update per list: show each
+                miniters=1,
+            )
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def settled(self, events: list[SegmentDone]) -> None:
+        """Count segments that settled together (one list, or those resumed at the start)
+        and show them, with one estimate for them all."""
+        now = time.perf_counter()
+        before = self.done
+        self.done += len(events)
+        self.spoken += sum(event.spoken for event in events)
+        if not self.spoken:  # settled at the start: the pace counts from here
+            self.speaking_since = now
+        eta = self.eta_s(now)
+        if self.bar is not None:
+            more = f", eta {clock(eta)}" if eta is not None else ""
+            self.bar.set_postfix_str(together(events) + more, refresh=False)
+            self.bar.update(len(events))
+            return
+        for shown, event in enumerate(events, start=before + 1):
+            print(self.line(shown, event, now - self.started, eta), file=self.stream)
+        self.stream.flush()
+
+    def line(self, done: int, event: SegmentDone, elapsed: float, eta: float | None) -> str:
+        """One plain progress line: ``[ 3/32] seg 3 ok  2.10 s  (elapsed 4.2 s, eta 40 s)``."""
+        width = len(str(self.total))
+        said = f"seg {event.segment.number} {event.outcome}"
+        audio = f"  {event.audio_s:.2f} s" if event.audio_s is not None else ""
+        times = f"elapsed {clock(elapsed, 1)}" + (f", eta {clock(eta)}" if eta is not None else "")
+        return f"[{done:>{width}}/{self.total}] {said}{audio}  ({times})"
+
+    def eta_s(self, now: float) -> float | None:
+        """Seconds left at the pace of the segments spoken so far; None before the first
+        one, and once every segment is done."""
+        if not self.spoken or self.done >= self.total:
+            return None
+        return (now - self.speaking_since) / self.spoken * (self.total - self.done)
+
+
+def together(events: list[SegmentDone]) -> str:
+    """Segments that settled together, briefly: ``seg 3 ok``, ``seg 9-16 ok``, or
+    ``seg 9-16: 7 ok, 1 failed``."""
+    numbers = [event.segment.number for event in events]
+    span = str(numbers[0]) if len(numbers) == 1 else f"{min(numbers)}-{max(numbers)}"
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.outcome] = counts.get(event.outcome, 0) + 1
+    if len(counts) == 1:
+        return f"seg {span} {events[0].outcome}"
+    return f"seg {span}: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+
+
+def clock(seconds: float, decimals: int = 0) -> str:
+    """A duration for people: ``4.2 s``, ``40 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    if seconds < 60:
+        return f"{seconds:.{decimals}f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

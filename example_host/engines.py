@@ -7,6 +7,7 @@ the voice mode a model speaks, from the ``LoadResult`` of ``pm.hook.tts_load``.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import pluggy
@@ -14,6 +15,8 @@ import pluggy
 import hookspecs
 from hookspecs import Capabilities, EngineConfig, LoadResult, TtsError, Voice, VoiceMode
 from hookspecs.manager import PLUGINS_ENV
+
+from .settings_store import SettingsStore
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -100,16 +103,28 @@ def voice_with_mode(pm: pluggy.PluginManager, config: EngineConfig, voice: Voice
     return Voice(**{**voice.model_dump(exclude_unset=True), "mode": mode})
 
 
-def check_setting(caps: Capabilities, key: str, value: Any) -> str | None:
-    """Validate one extra_params value against the engine's ``settings_schema``.
+def unknown_setting(caps: Capabilities, key: str) -> TtsError:
+    """``invalid_settings`` for a name the engine's settings schema does not list, with the
+    name it probably meant."""
+    names = list((caps.settings_schema or {}).get("properties", {}))
+    folded = {name.lower(): name for name in names}
+    guess = folded.get(key.strip().lower()) or next(
+        iter(difflib.get_close_matches(key, names, n=1, cutoff=0.6)), None
+    )
+    return TtsError(
+        "invalid_settings",
+        f"{caps.provider} has no setting {key!r}" + (f"; did you mean {guess}?" if guess else ""),
+        f"Its settings: {', '.join(names)}." if names else None,
+    )
 
-    Raises ``invalid_settings`` naming the key and what it accepts. Returns a warning when the
-    engine does not know the key (other engines share extra_params, so it is kept).
-    """
+
+def check_setting(caps: Capabilities, key: str, value: Any) -> None:
+    """Validate one extra_params value against the engine's ``settings_schema``: raises
+    ``invalid_settings`` naming the key and what it accepts (or the name it probably meant)."""
     schema = caps.settings_schema or {}
     prop = schema.get("properties", {}).get(key)
     if prop is None:
-        return f"{caps.provider} does not know the setting {key!r}; kept for other engines"
+        raise unknown_setting(caps, key)
     import jsonschema
 
     subschema = {**prop, "$defs": schema.get("$defs", {})}
@@ -117,7 +132,7 @@ def check_setting(caps: Capabilities, key: str, value: Any) -> str | None:
         jsonschema.Draft202012Validator(subschema).iter_errors(value)
     )
     if error is None:
-        return None
+        return
     reason = (
         f"{value!r} does not match the pattern {error.validator_value}"
         if error.validator == "pattern"
@@ -135,31 +150,43 @@ def check_changes(
     caps: Capabilities,
     changes: dict[str, Any],
     stored: dict[str, Any] | None = None,
-) -> list[str]:
-    """Validate ``changes`` (null removes a key) as they would be saved over ``stored``; return
-    the warnings.
+) -> None:
+    """Validate ``changes`` (null removes a key) as they would be saved over ``stored``.
 
-    The engine judges the settings the config will hold (``tts_check_settings``: exactly what
-    it accepts, in its own words, e.g. ModelKey is not checked while ModelPath overrides it);
-    an engine without that hook has each changed value checked against its settings schema.
-    Keys the engine does not know are kept for other engines, with a warning.
+    A name the engine's ``settings_schema`` does not list is refused (``invalid_settings``,
+    "did you mean Device?"); removing one is allowed. Then the engine judges the settings the
+    config will hold (``tts_check_settings``: exactly what it accepts, in its own words, e.g.
+    ModelKey is not checked while ModelPath overrides it); an engine without that hook has
+    each changed value checked against its settings schema. Keys already stored that the engine
+    does not know (another engine's, in the editor's file) are left alone.
     """
     values = {key: value for key, value in changes.items() if value is not None}
+    schema_keys = (caps.settings_schema or {}).get("properties", {})
+    for key in values:
+        if key not in schema_keys:
+            raise unknown_setting(caps, key)
     merged = {**(stored or {}), **changes}
     merged = {key: value for key, value in merged.items() if value is not None}
-    schema_keys = (caps.settings_schema or {}).get("properties", {})
-    warnings = [
-        f"{caps.provider} does not know the setting {key!r}; kept for other engines"
-        for key in values
-        if key not in schema_keys
-    ]
     refusals = pm.hook.tts_check_settings(
         config=EngineConfig(provider=caps.provider, extra_params=merged)
     )
     if refusals is None:  # an engine without the hook: its JSON schema decides
         for key, value in values.items():
             check_setting(caps, key, value)
-        return warnings
-    if refusals:
+    elif refusals:
         raise refusals[0].to_error()
-    return warnings
+
+
+def save_changes(
+    pm: pluggy.PluginManager, store: SettingsStore, config_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Check ``changes`` against the config's engine and save them, both under the settings
+    file's lock (a concurrent writer, another process included, loses nothing); the saved
+    config."""
+
+    def check(config: dict[str, Any]) -> None:
+        if any(value is not None for value in changes.values()):
+            caps = engine_for(pm, config["provider"], engine_config(config))
+            check_changes(pm, caps, changes, config.get("extra_params", {}))
+
+    return store.update_extra_params(config_id, changes, check)

@@ -1,16 +1,24 @@
 """The editor backend's TTS routes, as a FastAPI app: settings, engines and the listen button.
 
 ``create_app(...)`` builds the app (the settings page at ``/``, the JSON routes under
-``/api/tts``); ``python -m example_host serve`` runs it with uvicorn. Errors are JSON
-``{code, detail, hint}`` with the status ``STATUS_BY_CODE`` gives each code (422, 413, 404, 409,
-503, 500; the README's table).
+``/api/tts``); ``python -m example_host serve`` runs it with uvicorn (``serving``: connection
+limits). Every error, the framework's included (404, 405, a body that cannot be parsed), is JSON
+``{code, detail, hint}`` with the status ``STATUS_BY_CODE`` gives each code (the README's
+table). ``guard.AccessGuard`` decides who may call at all; synthesis runs in its own threads
+behind a bounded queue (``SynthesisQueue``), so the other routes never wait behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 from fastapi import FastAPI, Form, Request, UploadFile
@@ -19,12 +27,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
 
 from . import engines
+from .guard import Access, AccessGuard
 from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore, UnknownConfigError
 from .voice_library import VoiceLibrary
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATIC = Path(__file__).parent / "static"
 """The settings page: plain HTML, CSS and JavaScript, no build step, nothing from a CDN."""
@@ -36,6 +49,12 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 """Default limit on an uploaded reference recording (minutes of WAV; 3 to 10 s is enough)."""
 UPLOAD_PATH = "/api/tts/voices"
+SYNTHESIS_WORKERS = 8
+"""Syntheses handed to the engine at once (it batches concurrent calls into one generate call:
+8 is its CPU batch size)."""
+SYNTHESIS_QUEUE = 32
+"""Syntheses that may wait for a worker; one more is answered 503 ``server_busy`` at once."""
+RETRY_AFTER_S = 2
 
 HOST_CODES = {
     "invalid_request": "the request body does not validate",
@@ -46,6 +65,15 @@ HOST_CODES = {
     "settings_file_invalid": "the host's settings file cannot be read",
     "config_disabled": 'the config says "enabled": false',
     "unknown_voice": "no saved voice has this id",
+    "not_found": "no route has this path",
+    "method_not_allowed": "the route does not take this method",
+    "forbidden_host": "the request's Host is not a name this server answers to (DNS rebinding)",
+    "forbidden_origin": "the request comes from another site's page",
+    "unauthorized": "the server needs its token and the request has none or another",
+    "server_busy": (
+        "the synthesis queue, the connection limit or the voice library's lock is busy: retry later"
+    ),
+    "internal_error": "the server failed in a way it has no code for (its log has the trace)",
 }
 """The host's own codes, beside the contract's ``hookspecs.ERROR_CODES``."""
 
@@ -73,7 +101,12 @@ STATUS_BY_CODE = {
     "request_too_large": TOO_LARGE,
     "unknown_config": 404,
     "unknown_voice": 404,
+    "not_found": 404,
+    "method_not_allowed": 405,
     "config_disabled": 409,
+    "unauthorized": 401,
+    "forbidden_host": 403,
+    "forbidden_origin": 403,
     # the engine cannot serve it until the machine changes (a model, a driver, a package)
     **dict.fromkeys(
         (
@@ -84,12 +117,19 @@ STATUS_BY_CODE = {
             "model_to_device_failed",
             "engine_unavailable",
             "no_engine",
+            "server_busy",
         ),
         503,
     ),
     # the server itself failed
     **dict.fromkeys(
-        ("synthesis_failed", "invalid_audio", "output_write_failed", "settings_file_invalid"),
+        (
+            "synthesis_failed",
+            "invalid_audio",
+            "output_write_failed",
+            "settings_file_invalid",
+            "internal_error",
+        ),
         500,
     ),
 }
@@ -118,28 +158,92 @@ class PreviewBody(BaseModel):
     generation: GenerationParams | None = None
 
 
+class SynthesisQueue:
+    """Runs syntheses in ``workers`` threads of their own, with at most ``depth`` waiting.
+
+    One more is refused at once with ``server_busy`` (503, ``Retry-After``). A request whose
+    client leaves before its turn is dropped from the queue unrun.
+    """
+
+    def __init__(self, workers: int = SYNTHESIS_WORKERS, depth: int = SYNTHESIS_QUEUE) -> None:
+        if workers < 1 or depth < 0:
+            raise ValueError(f"need workers >= 1 and depth >= 0, got {workers} and {depth}")
+        self.workers = workers
+        self.depth = depth
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="synthesis")
+        self.lock = threading.Lock()
+        self.taken = 0
+
+    @property
+    def waiting(self) -> int:
+        """Syntheses admitted and not yet done, beyond those running."""
+        return max(0, self.taken - self.workers)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """``work()`` in a synthesis thread; ``server_busy`` when the queue is full."""
+        with self.lock:
+            if self.taken >= self.workers + self.depth:
+                raise TtsError(
+                    "server_busy",
+                    f"{self.workers} syntheses are running and {self.depth} waiting, the most "
+                    "this server queues",
+                    "Retry in a few seconds (Retry-After); a dub sends its segments in one "
+                    "batch instead (example_host dub).",
+                )
+            self.taken += 1
+        future = self.executor.submit(work)
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()  # not started yet: never runs (a running one finishes unread)
+            raise
+
+    def _release(self, _: object) -> None:
+        with self.lock:
+            self.taken -= 1
+
+    def close(self) -> None:
+        """Drop what waits; let what runs finish (it holds no client any more)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 def create_app(
     settings_path: str | Path | None = None,
     pm: pluggy.PluginManager | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     voices_path: str | Path | None = None,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    access: Access | None = None,
+    synthesis: SynthesisQueue | None = None,
 ) -> FastAPI:
     """The app, reading ``settings_path`` (default: the CLI's) and the engines in ``pm``,
     keeping saved voices in ``voices_path`` (default: the user data folder). Request bodies
     over ``max_body_bytes`` (uploads: ``max_upload_bytes``) are refused with 413 before they
-    are read whole."""
+    are read whole. ``access`` says who may call (default: loopback names only, no token);
+    ``synthesis`` is the queue previews wait in (default: ``SynthesisQueue()``)."""
     store = SettingsStore(settings_path)
     library = VoiceLibrary(voices_path)
     pm = pm or engines.plugin_manager()
-    app = FastAPI(title="example_host TTS routes")
+    synthesis = synthesis or SynthesisQueue()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        synthesis.close()
+
+    app = FastAPI(title="example_host TTS routes", lifespan=lifespan)
     app.add_middleware(
         BodyLimit, max_bytes=max_body_bytes, upload_bytes={UPLOAD_PATH: max_upload_bytes}
     )
+    app.add_middleware(AccessGuard, access=access or Access())
+    app.add_middleware(PageHeaders)
+    app.state.synthesis = synthesis
 
     @app.exception_handler(TtsError)
     async def tts_error(request: Request, err: TtsError) -> JSONResponse:
-        return JSONResponse(err.to_dict(), status_code=status_for(err.code))
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if err.code == "server_busy" else None
+        return JSONResponse(err.to_dict(), status_code=status_for(err.code), headers=headers)
 
     @app.exception_handler(UnknownConfigError)
     async def unknown_config(request: Request, exc: UnknownConfigError) -> JSONResponse:
@@ -153,9 +257,27 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        detail = "; ".join(_validation_problem(e) for e in exc.errors())
         body = {"code": "invalid_request", "detail": detail, "hint": None}
         return JSONResponse(body, status_code=UNPROCESSABLE)
+
+    @app.exception_handler(HTTPException)
+    async def framework_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            framework_error_body(request, exc),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        body = {
+            "code": "internal_error",
+            "detail": f"the server failed ({type(exc).__name__})",
+            "hint": "The server's log has the trace; please report it.",
+        }
+        return JSONResponse(body, status_code=500)
 
     @app.get("/", include_in_schema=False)
     def settings_page() -> FileResponse:
@@ -185,12 +307,8 @@ def create_app(
                 "voice library",
                 "Upload the recording (POST /api/tts/voices) and preview with its voice_id.",
             )
-        config = store.config(config_id)
-        caps = engines.engine_for(pm, config["provider"], engines.engine_config(config))
-        stored = config.get("extra_params", {})
-        warnings = engines.check_changes(pm, caps, body.extra_params, stored)
-        config = store.update_extra_params(config_id, body.extra_params)
-        return {"config_id": config_id, "config": config, "warnings": warnings}
+        config = engines.save_changes(pm, store, config_id, body.extra_params)
+        return {"config_id": config_id, "config": config}
 
     @app.get("/api/tts/voices")
     def list_voices() -> list[dict[str, Any]]:
@@ -215,10 +333,40 @@ def create_app(
 
     @app.post("/api/tts/preview")
     async def preview(body: PreviewBody) -> Response:
-        audio, result = await run_in_threadpool(_speak, pm, store, library, body)
+        audio, result = await synthesis.run(lambda: _speak(pm, store, library, body))
         return Response(audio, media_type="audio/wav", headers=_headers(result))
 
     return app
+
+
+def _validation_problem(error: dict[str, Any]) -> str:
+    """One validation error as ``where: what`` (never the input's repr)."""
+    where = ".".join(map(str, error["loc"]))
+    return f"{where}: {error['msg']}"
+
+
+FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def framework_error_body(request: Request, exc: HTTPException) -> dict[str, Any]:
+    """``{code, detail, hint}`` for an error the framework raised (no route, wrong method, a
+    body it cannot parse)."""
+    code = FRAMEWORK_CODES.get(exc.status_code, "invalid_request")
+    detail, hint = str(exc.detail), None
+    if code == "not_found":
+        detail = f"no route {request.url.path!r}"
+        hint = "The routes are under /api/tts (see the README's HTTP table); the page is at /."
+    elif code == "method_not_allowed":
+        allowed = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path!r}"
+        hint = f"Use {allowed}." if allowed else None
+    elif "parsing the body" in detail:
+        detail = "the body cannot be parsed (JSON must be UTF-8)"
+        hint = "Send UTF-8 JSON with Content-Type: application/json."
+    elif "boundary" in detail.lower():
+        detail = f"the multipart body cannot be parsed: {detail}"
+        hint = "Let the HTTP client build the multipart body (it sets the boundary)."
+    return {"code": code, "detail": detail, "hint": hint}
 
 
 def _speak(
@@ -286,6 +434,32 @@ def _headers(result: SynthesisResult) -> dict[str, str]:
         "X-TTS-Load-Seconds": f"{result.load_s:.3f}",
         "X-TTS-Cut-Pieces": str(result.cut_pieces),
     }
+
+
+class PageHeaders:
+    """ASGI middleware: headers that keep the page out of other sites' frames and keep its
+    URL (which may carry the token) out of ``Referer``."""
+
+    HEADERS = (
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-content-type-options", b"nosniff"),
+    )
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class BodyLimit:

@@ -4,6 +4,8 @@ Shape: ``{"configs": {"<id>": {"provider": str, "enabled": bool, "description": 
 "extra_params": {...}}}}``. The file is found at an explicit path, else ``$EXAMPLE_HOST_SETTINGS``,
 else the per-user config folder. It is written atomically, created with a default config when
 missing, and never overwritten when it cannot be read: a malformed file is the user's to fix.
+Every change is a read-modify-write under a lock file beside it (``settings.json.lock``), so
+the server and a CLI ``settings set`` running at once lose nothing.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ import copy
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 SETTINGS_ENV = "EXAMPLE_HOST_SETTINGS"
 DEFAULT_CONFIG_ID = "qwen3_tts_default"
 DEFAULT_PROVIDER = "qwen3_tts"
+MAX_FILE_BYTES = 1024 * 1024
+"""The most a settings file may hold: far above any real config, far below a flood."""
+LOCK_TIMEOUT_S = 10.0
 
 
 class SettingsFileError(Exception):
@@ -67,14 +76,19 @@ class SettingsStore:
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
+        self.lock = FileLock(self.path.with_name(self.path.name + ".lock"), timeout=LOCK_TIMEOUT_S)
+        """Reentrant in one thread; threads and processes wait for each other."""
 
     def load(self) -> dict[str, Any]:
         """The file's content, checked for shape; a missing file is created with the default."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            data = default_settings()
-            self.save(data)
+            with self.locked():
+                if self.path.exists():  # another process made it meanwhile
+                    return self.load()
+                data = default_settings()
+                self.save(data)
             return data
         except (OSError, UnicodeDecodeError) as exc:
             raise SettingsFileError(self.path, f"cannot be read: {exc}") from None
@@ -94,14 +108,23 @@ class SettingsStore:
         problem = shape_problem(data)
         if problem:
             raise ValueError(f"refusing to save settings with the wrong shape: {problem}")
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+            from hookspecs import TtsError
+
+            raise TtsError(
+                "invalid_settings",
+                f"the settings would take {len(text.encode('utf-8')):,} bytes; the host keeps "
+                f"at most {MAX_FILE_BYTES:,}",
+                "Settings hold choices, not data: keep long texts and recordings out of them.",
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
             prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
         )
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, ensure_ascii=False)
-                handle.write("\n")
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
@@ -127,18 +150,45 @@ class SettingsStore:
             )
         return config
 
-    def update_extra_params(self, config_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply ``changes`` to a config's extra_params (None removes a key), save, return it."""
-        data = self.load()
-        config = config_of(data, config_id, self.path)
-        params = config.setdefault("extra_params", {})
-        for key, value in changes.items():
-            if value is None:
-                params.pop(key, None)
-            else:
-                params[key] = value
-        self.save(data)
-        return copy.deepcopy(config)
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the settings file's lock (threads and processes alike)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise SettingsFileError(
+                self.path,
+                f"another process has held its lock ({self.lock.lock_file}) for over "
+                f"{LOCK_TIMEOUT_S:.0f} s",
+            ) from None
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    def update_extra_params(
+        self,
+        config_id: str,
+        changes: dict[str, Any],
+        check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Apply ``changes`` to a config's extra_params (None removes a key), save, return it;
+        all under the lock, after ``check(config)`` judged them against the config as it is
+        now (it raises to refuse; nothing is saved then)."""
+        with self.locked():
+            data = self.load()
+            config = config_of(data, config_id, self.path)
+            if check is not None:
+                check(copy.deepcopy(config))
+            params = config.setdefault("extra_params", {})
+            for key, value in changes.items():
+                if value is None:
+                    params.pop(key, None)
+                else:
+                    params[key] = value
+            self.save(data)
+            return copy.deepcopy(config)
 
 
 def config_of(data: dict[str, Any], config_id: str, path: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -27,12 +28,29 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _structlog_defaults():
-    """Applications under test (doctor, example_host) configure structlog; undo it after."""
+def _logging_defaults():
+    """Applications under test (doctor, example_host) configure structlog and the root logger;
+    undo it after."""
     yield
     import structlog
 
     structlog.reset_defaults()
+    host_logs = sys.modules.get("example_host.logs")
+    if host_logs is not None:  # the example host's CLI ran in this process: its handler goes
+        host_logs.reset()
+
+
+@pytest.fixture
+def host(capsys):
+    """Run the example host's CLI in-process: host(*argv) -> (exit code, stdout, stderr)."""
+    from example_host.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
 
 
 @pytest.fixture(scope="session")

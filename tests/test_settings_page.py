@@ -39,6 +39,9 @@ AUDIO_READY = (
 )
 
 
+TOKEN = "page-token-1234"
+
+
 @pytest.fixture
 def settings(tmp_path, tiny):
     """No Device: detection decides (the CPU here)."""
@@ -50,20 +53,25 @@ def settings(tmp_path, tiny):
 
 @pytest.fixture
 def site(settings, pm, tmp_path):
+    """The server as ``serve`` runs it, with a token: the page is opened through its token URL
+    (what ``serve --host 0.0.0.0`` prints) and must send the token on every call."""
     import uvicorn
 
+    from example_host.guard import Access
     from example_host.http import create_app
+    from example_host.serving import Limits, uvicorn_config
 
     sock = socket.create_server(("127.0.0.1", 0))
-    app = create_app(settings, pm=pm, voices_path=tmp_path / "voices")
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None))
+    access = Access("127.0.0.1", token=TOKEN)
+    app = create_app(settings, pm=pm, voices_path=tmp_path / "voices", access=access)
+    server = uvicorn.Server(uvicorn_config(app, Limits()))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "the example host's server did not start within 20 s"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/?token={TOKEN}"
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -120,6 +128,13 @@ def test_preview_on_cpu_then_a_gpu_that_is_not_there_then_auto(site, browser, se
     page.wait_for_function(AUDIO_READY, timeout=60_000)
     assert "(detected)" in page.text_content("#decision")
     assert page.is_hidden("#error") and saved_device(settings) == "auto"
+
+
+def test_without_its_token_the_page_says_so(site, browser):
+    page = browser.new_page()
+    page.goto(site.split("?")[0])
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error-code") == "unauthorized"
 
 
 def test_a_refused_setting_shows_the_engines_words_and_saves_nothing(site, browser, settings):

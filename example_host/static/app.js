@@ -2,14 +2,24 @@
 // shows what the engine offers and holds, previews a voice. No framework, no build step.
 "use strict";
 
-const configId = new URLSearchParams(location.search).get("config") || "qwen3_tts_default";
+const query = new URLSearchParams(location.search);
+const configId = query.get("config") || "qwen3_tts_default";
+// A server reachable beyond loopback needs its token on every /api call: the page sends the
+// one it was opened with (http://HOST:PORT/?token=...), never anything else.
+const token = query.get("token");
 const $ = (id) => document.getElementById(id);
 let provider = null;
 let speakerTouched = false; // Speaker is saved only when the user picked one on this page
 const QUICK_FRAMES = 50; // 12.5 frames per second: 4 seconds
 
+function api(url, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (token) headers.authorization = `Bearer ${token}`;
+  return fetch(url, { ...options, headers });
+}
+
 async function getJson(url, options) {
-  const response = await fetch(url, options);
+  const response = await api(url, options);
   const text = await response.text();
   let body = null;
   try {
@@ -172,12 +182,12 @@ async function save() {
   $("error").hidden = true;
   $("saved").textContent = "";
   const settings = chosenSettings();
-  const answer = await getJson(`/api/tts/settings/${encodeURIComponent(configId)}`, {
+  await getJson(`/api/tts/settings/${encodeURIComponent(configId)}`, {
     method: "PUT",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ extra_params: settings }),
   });
-  $("saved").textContent = ["saved", ...(answer.warnings || [])].join(" · ");
+  $("saved").textContent = "saved";
   return settings;
 }
 
@@ -201,7 +211,7 @@ async function preview() {
     const picked = $("voice").value;
     const savedId = picked.startsWith("saved:") ? picked.slice("saved:".length) : null;
     const voice = picked && !savedId ? { speaker: picked } : null;
-    const response = await fetch("/api/tts/preview", {
+    const response = await api("/api/tts/preview", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({
