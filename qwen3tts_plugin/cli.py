@@ -16,6 +16,8 @@ import structlog
 
 from hookspecs import AccelerationStatus, TtsError
 
+from .settings import BACKEND_NAMES
+
 SMALL_GPU_BYTES = 6 * 1024**3
 
 
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--device", help="Device setting to decide for (default: auto)")
     doctor.add_argument("--precision", help="Precision setting (auto, fp32, fp16, bf16)")
     doctor.add_argument("--attention", help="Attention setting (auto, sdpa, ...)")
-    doctor.add_argument("--backend", help="Backend setting (auto, qwen_tts, cuda_graphs)")
+    doctor.add_argument("--backend", help=f"Backend setting (auto, {', '.join(BACKEND_NAMES)})")
     doctor.add_argument("--model-key", help="ModelKey setting (default: custom_0_6b)")
     doctor.add_argument("--models-dir", help="ModelsDir setting (default: $QWEN_TTS_MODELS_DIR)")
     doctor.add_argument("--model-path", help="ModelPath setting (a model folder)")

@@ -211,6 +211,16 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
     else:
         dtype, attn, coerced = _cpu_choice(device, want_dtype, want_attn, why)
     backend = _backend_choice(settings.Backend, device, status, why)
+    if backend == "stepper" and attn == "flash_attention_2":
+        if want_attn == "flash_attention_2":
+            raise TtsError(
+                "invalid_settings",
+                "Backend=stepper decodes rows of different lengths with an attention mask, "
+                "which flash_attention_2 does not take here",
+                "Set Attention=auto or sdpa, or Backend=auto.",
+            )
+        attn = "sdpa"
+        why.append("attention sdpa (the stepper's masked decode)")
     backend_source = "auto" if settings.Backend == "auto" else "config"
     plan = DevicePlan(
         requested=settings.Device,
@@ -244,12 +254,14 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
 
 
 def _backend_choice(setting: str, device: str, status: AccelerationStatus, why: list[str]) -> str:
-    """qwen_tts or cuda_graphs: an explicit choice is honoured or refused, auto takes CUDA
-    graphs on a CUDA device when they are installed."""
+    """qwen_tts, cuda_graphs or stepper: an explicit choice is honoured or refused; auto takes
+    CUDA graphs on a CUDA device when they are installed, the stepper on the CPU (measured
+    there: ``benchmarks/stepper.py``), else qwen_tts (the stepper is not yet measured on a
+    GPU or MPS)."""
     on_cuda = device.startswith("cuda")
-    if setting == "qwen_tts":
-        why.append("Backend=qwen_tts set in config")
-        return "qwen_tts"
+    if setting in ("qwen_tts", "stepper"):
+        why.append(f"Backend={setting} set in config")
+        return setting
     if setting == "cuda_graphs":
         if not on_cuda:
             raise TtsError(
@@ -269,6 +281,9 @@ def _backend_choice(setting: str, device: str, status: AccelerationStatus, why: 
     if on_cuda and cuda_graphs_available(status):
         why.append("backend cuda_graphs (installed, CUDA device)")
         return "cuda_graphs"
+    if device == "cpu":
+        why.append("backend stepper (our decode loop: measured faster on the CPU, same codes)")
+        return "stepper"
     reason = f"{FAST_PACKAGE} not installed" if on_cuda else f"no CUDA graphs on {device}"
     why.append(f"backend qwen_tts ({reason})")
     return "qwen_tts"

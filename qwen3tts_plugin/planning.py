@@ -33,6 +33,10 @@ MAX_BATCH_REQUESTS = 1024
 """Most requests one ``tts_synthesize_batch`` call takes."""
 
 
+STEPPER_ROWS_PER_SLOT = 4
+"""Texts a stepper call takes per slot (``benchmarks``: mixed lengths keep every slot busy)."""
+
+
 @dataclass(frozen=True)
 class LoadKey:
     """What makes two loads the same model in memory."""
@@ -66,8 +70,19 @@ class LoadPlan:
 
     @functools.cached_property
     def batch_size(self) -> int:
-        """Most texts one generate call takes with these settings."""
+        """Most texts one generate call decodes at once with these settings."""
         return batch_size_for(self.settings.BatchSize, self.device)
+
+    @property
+    def rows_per_slot(self) -> int:
+        """Texts one generate call takes per decode slot: the stepper hands an ended text's
+        slot to the next at once, so its calls take more texts than it decodes at once."""
+        return STEPPER_ROWS_PER_SLOT if self.device.backend == "stepper" else 1
+
+    @property
+    def run_limit(self) -> int:
+        """Most texts one generate call takes."""
+        return self.batch_size * self.rows_per_slot
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +128,7 @@ class PieceTask:
 
     @property
     def limit(self) -> int:
-        return self.speech.load.batch_size
+        return self.speech.load.run_limit
 
 
 _QUEUE_ORDER = itertools.count()
@@ -194,6 +209,8 @@ def batch_key(speech: SpeechPlan, params: GenerationParams) -> Hashable | None:
     if limit == 1:
         return None
     mode = speech.voice.mode
+    if load.device.backend == "stepper":  # values, budget and seed are per text there
+        return (load.key, mode, limit, load.device.exact_backend)
     if params.do_sample and params.seed is not None:
         return (load.key, mode, params, limit, id(speech))
     sampling = params.model_copy(update={"seed": None, "allow_cut": False})

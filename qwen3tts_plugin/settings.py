@@ -28,7 +28,7 @@ PRECISIONS = {
     "bf16": "bfloat16",
     "bfloat16": "bfloat16",
 }
-BACKEND_NAMES = ("qwen_tts", "cuda_graphs")
+BACKEND_NAMES = ("qwen_tts", "cuda_graphs", "stepper")
 """The backends a Backend setting may name (besides auto); backends.BACKENDS maps each."""
 MAX_BATCH_SIZE = 64
 DEFAULT_PIECE_CHARS = 200
@@ -119,6 +119,8 @@ class EngineSettings(BaseModel):
         default="auto",
         description="What runs the generate calls. auto: cuda_graphs on a CUDA GPU when "
         "faster-qwen3-tts is installed (pip install qwen3tts-plugin[fast]), else qwen_tts. "
+        "stepper: our own decode loop (rows leave and join a running batch, per-row seeds; "
+        "sdpa or eager attention). "
         "cuda_graphs asked for where it cannot run is refused, never swapped.",
     )
     BatchSize: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = Field(

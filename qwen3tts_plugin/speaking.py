@@ -83,13 +83,14 @@ def generate(residency: Residency, run: list[PieceTask]) -> list[PieceOutcome]:
     failed = residency.failed_before(lead.load_key, max(task.queued for task in run))
     if failed is not None:
         return _failures(run, failed)
-    budget = lead.params.max_new_tokens  # one call, one set of params
     plan = lead.speech.load
     batch = Batch(
         texts=tuple(task.text for task in run),
         voices=tuple(task.voice for task in run),
         params=lead.params,
         exact=plan.device.exact_backend,
+        each=tuple(task.params for task in run),
+        slots=plan.batch_size,
     )
     try:
         resident, load_s = residency.ensure(plan)
@@ -118,7 +119,11 @@ def generate(residency: Residency, run: list[PieceTask]) -> list[PieceOutcome]:
         device=backend.plan.device,
     )
     outcomes = []
-    for _, waveform in zip(run, waveforms, strict=True):  # one waveform per piece
+    for task, waveform in zip(run, waveforms, strict=True):  # one waveform per piece
+        budget = task.params.max_new_tokens
+        if isinstance(waveform, TtsError):  # the backend failed this piece alone
+            outcomes.append(PieceOutcome(call, budget, error=own_copy(waveform)))
+            continue
         try:
             checked = check_waveform(waveform)
         except TtsError as err:  # its own copy: this frame's traceback holds every waveform

@@ -79,7 +79,7 @@ def test_load_result_reports_backend_and_codec_dtype(pm, tiny):
         provider="qwen3_tts", extra_params={"ModelPath": str(tiny["custom_voice"]), "Device": "cpu"}
     )
     loaded = pm.hook.tts_load(config=config)
-    assert (loaded.backend, loaded.codec_dtype) == ("qwen_tts", "float32")
+    assert (loaded.backend, loaded.codec_dtype) == ("stepper", "float32")  # auto on the CPU
 
 
 # --- cuda_graphs routing (a stand-in for the CUDA graphs, which need a GPU) ------------------

@@ -36,7 +36,7 @@ TEXTS = [
 ]
 
 
-def request(path, out, text="Hello world.", voice=None, generation=SAMPLED, **extra):
+def make_request(path, out, text="Hello world.", voice=None, generation=SAMPLED, **extra):
     return SynthesisRequest(
         config=EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": str(path), **extra}),
         text=text,
@@ -44,6 +44,9 @@ def request(path, out, text="Hello world.", voice=None, generation=SAMPLED, **ex
         voice=voice or Voice(),
         generation=generation,
     )
+
+
+request = make_request
 
 
 def pcm(path):
@@ -77,8 +80,9 @@ def test_a_batch_comes_back_in_request_order_from_shared_generate_calls(pm, tiny
 
 
 def test_batch_size_bounds_each_call_and_the_longest_texts_go_together(pm, tiny, tmp_path):
+    """qwen_tts's static batches: BatchSize texts per generate call."""
     requests = [
-        request(tiny["custom_voice"], tmp_path / f"{i}.wav", text, BatchSize=2)
+        request(tiny["custom_voice"], tmp_path / f"{i}.wav", text, BatchSize=2, Backend="qwen_tts")
         for i, text in enumerate(TEXTS)
     ]
     with capture_logs() as logs:
@@ -87,6 +91,21 @@ def test_batch_size_bounds_each_call_and_the_longest_texts_go_together(pm, tiny,
     calls = [call["chars"] for call in generate_calls(logs)]
     assert calls == [by_length[0:2], by_length[2:4], by_length[4:6]]
     assert all(item.result.batch_size == 2 for item in items)
+
+
+def test_the_stepper_decodes_batch_size_texts_at_once_and_takes_more_per_call(pm, tiny, tmp_path):
+    """The stepper (auto on the CPU): BatchSize slots, and a call takes
+    ``STEPPER_ROWS_PER_SLOT`` texts per slot, an ended text's slot going to the next."""
+    requests = [
+        request(tiny["custom_voice"], tmp_path / f"{i}.wav", text, BatchSize=2)
+        for i, text in enumerate(TEXTS * 2)
+    ]
+    with capture_logs() as logs:
+        items = pm.hook.tts_synthesize_batch(requests=requests)
+    calls = [call["chars"] for call in generate_calls(logs)]
+    by_length = sorted((len(t) for t in TEXTS * 2), reverse=True)
+    assert calls == [by_length[0:8], by_length[8:12]]  # 2 slots x 4 texts per slot
+    assert [item.result.backend for item in items] == ["stepper"] * 12
 
 
 def test_batch_size_one_turns_batching_off(pm, tiny, tmp_path):
@@ -226,16 +245,23 @@ def test_greedy_audio_is_the_same_batched_or_alone_to_one_lsb(pm, tiny, tmp_path
     assert len(lengths) > 1  # texts of different lengths really shared one padded call
 
 
+@pytest.mark.parametrize(("backend", "together"), [("qwen_tts", 1), ("stepper", 5)])
 def test_a_seed_gives_the_same_samples_alone_in_a_batch_and_among_concurrent_calls(
-    pm, tiny, tmp_path
+    pm, tiny, tmp_path, backend, together
 ):
+    """qwen_tts runs a seeded sampled request on its own (one generator per call); the stepper
+    draws each row from its own generator, so a seeded request shares calls."""
     seeded = GenerationParams(max_new_tokens=8, seed=11, allow_cut=True)
     path = tiny["custom_voice"]
+
+    def request(path, out, text="Hello world.", generation=SAMPLED):
+        return make_request(path, out, text, generation=generation, Backend=backend)
+
     alone = pm.hook.tts_synthesize(request=request(path, tmp_path / "alone.wav", generation=seeded))
     mixed = [request(path, tmp_path / f"other{i}.wav", TEXTS[i]) for i in range(4)]
     mixed.insert(2, request(path, tmp_path / "in_batch.wav", generation=seeded))
     items = pm.hook.tts_synthesize_batch(requests=mixed)
-    assert items[2].result.batch_size == 1  # a seeded sampled request runs on its own
+    assert items[2].result.batch_size == together
 
     barrier = threading.Barrier(6)
 
@@ -252,7 +278,9 @@ def test_a_seed_gives_the_same_samples_alone_in_a_batch_and_among_concurrent_cal
     expected = (tmp_path / "alone.wav").read_bytes()
     assert (tmp_path / "in_batch.wav").read_bytes() == expected
     assert results[3].path.read_bytes() == expected
-    assert alone.batch_size == items[2].result.batch_size == results[3].batch_size == 1
+    assert alone.batch_size == 1
+    if backend == "qwen_tts":
+        assert results[3].batch_size == 1
 
 
 # --- micro-batching ---------------------------------------------------------------------------

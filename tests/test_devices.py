@@ -265,7 +265,7 @@ def test_resolution_is_logged_with_the_decision():
         "source": "config",
         "dtype": "float32",
         "attn_implementation": "sdpa",
-        "backend": "qwen_tts",
+        "backend": "stepper",
         "why": event["why"],
     }
 
@@ -321,10 +321,10 @@ def with_graphs(status, available=True):
     return status.model_copy(update={"extras": {"cuda_graphs": graphs}})
 
 
-def test_backend_auto_takes_cuda_graphs_only_on_cuda_with_the_extra_installed():
+def test_backend_auto_takes_cuda_graphs_on_cuda_with_the_extra_and_the_stepper_on_the_cpu():
     gpu = gpu_machine()
-    assert plan_for(CPU_ONLY).backend == "qwen_tts"
-    assert plan_for(with_graphs(CPU_ONLY)).backend == "qwen_tts"  # the CPU has no graphs
+    assert plan_for(CPU_ONLY).backend == "stepper"
+    assert plan_for(with_graphs(CPU_ONLY)).backend == "stepper"  # the CPU has no graphs
     plan = plan_for(with_graphs(gpu))
     assert (plan.backend, plan.backend_source) == ("cuda_graphs", "auto")
     assert "backend cuda_graphs" in plan.why
@@ -332,6 +332,19 @@ def test_backend_auto_takes_cuda_graphs_only_on_cuda_with_the_extra_installed():
     assert plan.backend == "qwen_tts" and "faster-qwen3-tts not installed" in plan.why
     plan = plan_for(with_graphs(gpu), Backend="qwen_tts")
     assert (plan.backend, plan.backend_source) == ("qwen_tts", "config")
+
+
+def test_the_stepper_decodes_with_sdpa_and_refuses_an_explicit_flash_attention():
+    """Its rows have different lengths: a masked decode, which flash_attention_2 does not
+    take here. A GPU machine with flash-attn stands in (decide() only reads the status)."""
+    gpu = gpu_machine(flash_attn=True)
+    assert plan_for(gpu).attn_implementation == "flash_attention_2"  # auto, qwen_tts
+    plan = plan_for(gpu, Backend="stepper")
+    assert (plan.backend, plan.attn_implementation) == ("stepper", "sdpa")
+    assert "the stepper's masked decode" in plan.why
+    with pytest.raises(TtsError) as refused:
+        plan_for(gpu, Backend="stepper", Attention="flash_attention_2")
+    assert refused.value.code == "invalid_settings" and "Backend=stepper" in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def test_json_on_this_machine_is_cpu_and_usable(capsys):
         "source": "detected",
         "dtype": "float32",
         "attn_implementation": "sdpa",
-        "backend": "qwen_tts",
+        "backend": "stepper",
         "why": report["decision"]["why"],
     }
     assert report["usable"] is True and report["error"] is None

@@ -425,7 +425,7 @@ def test_status_reports_the_resident_model_and_the_last_failed_load(pm, engine, 
     assert (status.dtype, status.attn_implementation, status.backend) == (
         "float32",
         "sdpa",
-        "qwen_tts",
+        "stepper",
     )
     assert status.last_error.code == "model_to_device_failed"
     assert "cuda:999" in status.last_error.detail and "nvidia-smi" in status.last_error.hint
@@ -706,7 +706,7 @@ def test_events_go_to_the_standard_library_when_structlog_is_not_configured(
     assert record.name == "qwen3tts_plugin.residency" and record.levelno == logging.INFO
     assert (record.funcName, Path(record.pathname).name) == ("ensure", "residency.py")
     assert record.tts["device"] == "cpu" and record.tts["provider"] == "qwen3_tts"
-    assert "backend=qwen_tts" in record.getMessage()
+    assert "backend=stepper" in record.getMessage()  # auto on the CPU
     assert not [r for r in caplog.records if r.levelno < logging.INFO]
 
 

@@ -510,8 +510,8 @@ def test_dub_stops_after_the_list_holding_the_first_failure_and_keeps_its_files(
 
 
 def test_dub_sends_segments_in_lists_that_share_generate_calls(host, settings, tmp_path):
-    """Unseeded segments share generate calls (the engine's batch size by default); a seed,
-    or --batch-size 1, makes each segment its own call. Resume ignores the batch size."""
+    """Segments share generate calls (the engine's batch size by default); --batch-size 1 makes
+    each segment its own call. Resume ignores the batch size."""
     script = tmp_path / "script.txt"
     script.write_text("".join(f"Segment number {n} of the narration.\n" for n in range(1, 11)))
     unseeded = ["--max-new-tokens", "8", "--allow-cut"]
@@ -533,10 +533,19 @@ def test_dub_sends_segments_in_lists_that_share_generate_calls(host, settings, t
     assert code == 0 and summary(out)["batch"] == "lists of 1, up to 1 segments per generate call"
     assert {e["batch_size"] for e in manifest_of(other)["segments"]} == {1}
 
+    # a seed: the engine's stepper (auto on the CPU) draws each segment from its own
+    # generator, so seeded segments share calls and sound as they do alone
     seeded = tmp_path / "seeded"
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", seeded, *FAST)
-    assert code == 0 and {e["batch_size"] for e in manifest_of(seeded)["segments"]} == {1}
-    assert summary(out)["batch"] == "lists of 8, up to 1 segments per generate call"
+    assert code == 0 and {e["batch_size"] for e in manifest_of(seeded)["segments"]} == {8, 2}
+    alone = tmp_path / "seeded_alone"
+    code, out, _ = host(
+        "--settings", settings, "dub", script, "--out-dir", alone, "--batch-size", "1", *FAST
+    )
+    assert code == 0
+    for n in range(1, 11):
+        name = f"seg_{n:04d}.wav"
+        assert (seeded / name).read_bytes() == (alone / name).read_bytes(), name
 
 
 def test_dub_refuses_a_batch_size_below_one(host, settings, tmp_path):

@@ -3,8 +3,10 @@
 A backend places a model folder on the plan's device at load time (and proves it landed
 there), speaks a ``Batch`` of texts in one generate call, and gives its memory back on
 release. ``qwen_tts`` (qwen_tts's own generate loop) is the reference; ``cuda_graphs``
-(faster-qwen3-tts) replays its decode steps as CUDA graphs. Only modules in this package
-import torch's model libraries (qwen_tts, transformers, faster_qwen3_tts).
+(faster-qwen3-tts) replays its decode steps as CUDA graphs; ``stepper`` runs our own decode
+loop over qwen_tts's loaded modules (rows leave and join a running batch, per-row seeds).
+Only modules in this package import torch's model libraries (qwen_tts, transformers,
+faster_qwen3_tts).
 
 Importing this package is cheap: a backend's module (torch, qwen_tts) is imported on load.
 """
@@ -21,7 +23,7 @@ from .failures import RUNTIME_IMPORT_ERRORS, runtime_unavailable
 if TYPE_CHECKING:
     import numpy as np
 
-    from hookspecs import GenerationParams
+    from hookspecs import GenerationParams, TtsError
 
     from ..devices import DevicePlan
     from ..voices import VoicePlan
@@ -29,13 +31,15 @@ if TYPE_CHECKING:
 BACKENDS = {
     "qwen_tts": "qwen3tts_plugin.backends.qwen_tts.backend:QwenTtsBackend",
     "cuda_graphs": "qwen3tts_plugin.backends.cuda_graphs:CudaGraphsBackend",
+    "stepper": "qwen3tts_plugin.backends.stepper.backend:StepperBackend",
 }
 """Backend name (settings.BACKEND_NAMES) → ``module:class``."""
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One generate call: texts with one voice mode and one set of sampling values."""
+    """One generate call: texts with one voice mode and, unless the backend samples per text,
+    one set of sampling values."""
 
     texts: tuple[str, ...]
     voices: tuple[VoicePlan, ...]
@@ -43,6 +47,17 @@ class Batch:
     exact: bool = False
     """The Backend setting named this backend: a request it cannot run as asked is refused
     (``invalid_settings``) rather than run another way."""
+    each: tuple[GenerationParams, ...] = ()
+    """Each text's own values (seed and budget included), for a backend that samples per text
+    (``stepper``); empty: ``params`` for all. Other backends only get texts whose values are
+    ``params``."""
+    slots: int | None = None
+    """Texts to decode at once (``BatchSize``), for a backend that admits the rest of the call
+    as texts end (``stepper``); None: all of them."""
+
+    def params_of(self, index: int) -> GenerationParams:
+        """The values text ``index`` is spoken with."""
+        return self.each[index] if self.each else self.params
 
 
 class Backend(Protocol):
@@ -69,8 +84,9 @@ class Backend(Protocol):
     def codec_dtype(self) -> str:
         """Precision the speech tokenizer (codec) runs in."""
 
-    def generate(self, batch: Batch) -> list[np.ndarray]:
-        """One waveform per text of ``batch``, in order, from one generate call.
+    def generate(self, batch: Batch) -> list[np.ndarray | TtsError]:
+        """One waveform per text of ``batch``, in order, from one generate call; a backend
+        that can fail one text alone puts its ``TtsError`` in that text's place.
 
         Raises ``TtsError`` (``synthesis_failed``) when the call fails: then no text has
         audio; ``invalid_settings`` when ``batch.exact`` and this backend cannot run it as

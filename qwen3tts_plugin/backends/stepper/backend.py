@@ -1,0 +1,172 @@
+"""The ``stepper`` backend: qwen_tts loads and places the model exactly as for ``qwen_tts``
+(``device_map``, verification, float32 codec); our own loop (``loop.Stepper``) decodes.
+
+What it changes against qwen_tts's loop: a row that ends leaves the batch at once (its slot
+goes to the next text of the call, when the call has more texts than slots), each row samples
+with its own generator (a seeded text gives the same codes alone or in any batch), and no
+frame's hidden states are kept past the next step. Greedy output is qwen_tts's (the tests
+compare codes). Imported only when a model is loaded (it imports torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from hookspecs import TtsError
+from hookspecs.models import MAX_NEW_TOKENS
+
+from ..failures import forget_locals, synthesis_error
+from ..qwen_tts.backend import QwenTtsBackend
+from ..qwen_tts.calls import sampling_kwargs
+from .loop import Row, Stepper
+from .prompts import build_prompts
+from .sampling import RowSampler, Sampling
+
+if TYPE_CHECKING:
+    from hookspecs import GenerationParams
+
+    from ...devices import DevicePlan
+    from .. import Batch
+
+
+DECODE_BUCKET = 32
+"""Frames a row's codes are padded to a multiple of before the codec decodes them (with -1,
+which the codec reads as padding and cuts off again). A codec call with a new length costs
+about three times one with a length seen before on a CPU (its convolutions are set up per
+shape): measured 0.16 vs 0.05 s a row on the tiny checkpoint. The audio differs from an
+unpadded decode by float rounding only (2e-7 at most, measured), as qwen_tts's own padded
+batch decode does."""
+
+
+def pad_to_bucket(codes: torch.Tensor) -> torch.Tensor:
+    """``codes`` [F, 16] padded with -1 rows to a multiple of ``DECODE_BUCKET`` frames."""
+    missing = -codes.shape[0] % DECODE_BUCKET
+    if not missing:
+        return codes
+    pad = torch.full((missing, codes.shape[1]), -1, dtype=codes.dtype, device=codes.device)
+    return torch.cat([codes, pad])
+
+
+class StepperBackend(QwenTtsBackend):
+    """qwen_tts's loaded model, spoken through our decode loop."""
+
+    name = "stepper"
+
+    def __init__(self, model, plan: DevicePlan) -> None:
+        super().__init__(model, plan)
+        self._stepper: Stepper | None = None
+
+    @classmethod
+    def load(cls, path: Path, plan: DevicePlan) -> StepperBackend:
+        from ..qwen_tts.placement import load_model
+
+        return cls(load_model(path, plan), plan)
+
+    def stepper(self, slots: int) -> Stepper:
+        """The loop, with at least ``slots`` slots (kept between calls, with its cache)."""
+        if self._stepper is None or self._stepper.slots < slots:
+            self._stepper = Stepper(self.model.model, slots, self.plan.attn_implementation)
+        return self._stepper
+
+    def release(self) -> None:
+        self._stepper = None
+        super().release()
+
+    def generate(self, batch: Batch) -> list[np.ndarray | TtsError]:
+        """One waveform per text, in order; a text that failed alone (non-finite scores) is
+        its ``TtsError`` in its place. ``synthesis_failed`` for the call when the model
+        itself fails."""
+        try:
+            return self._generate(batch)
+        except TtsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything torch raises in the loop is reported
+            raise synthesis_error(exc) from forget_locals(exc)
+
+    @torch.inference_mode()
+    def _generate(self, batch: Batch) -> list[np.ndarray | TtsError]:
+        tts = self.model
+        prompts = build_prompts(tts, list(batch.texts), list(batch.voices))
+        rows = []
+        for index, prompt in enumerate(prompts):
+            params = batch.params_of(index)
+            rows.append(Row(prompt, self.sampler(params), params.max_new_tokens))
+        results: dict[int, np.ndarray | TtsError] = {}
+        order = {id(row): index for index, row in enumerate(rows)}
+
+        def finished(row: Row) -> None:
+            results[order[id(row)]] = row.error if row.error is not None else self.decode(row)
+            row.frames = []
+
+        slots = min(batch.slots or len(rows), len(rows))
+        self.stepper(slots).run(rows, finished, slots)
+        return [results[index] for index in range(len(rows))]
+
+    def sampler(self, params: GenerationParams) -> RowSampler:
+        """A row's sampler for ``params``: qwen_tts's values where the request gives none (the
+        model folder's generate_config, then qwen_tts's defaults), the request's seed."""
+        merged = merged_sampling(self.model, params)
+        return RowSampler.seeded(
+            talker=Sampling(
+                merged["do_sample"], merged["temperature"], merged["top_k"], merged["top_p"]
+            ),
+            predictor=Sampling(
+                merged["subtalker_dosample"],
+                merged["subtalker_temperature"],
+                merged["subtalker_top_k"],
+                merged["subtalker_top_p"],
+            ),
+            repetition_penalty=merged["repetition_penalty"],
+            seed=params.seed,
+            device=self.model.model.talker.device,
+        )
+
+    def decode(self, row: Row) -> np.ndarray | TtsError:
+        """The row's codes as a waveform (an in-context clone's reference codes decoded first
+        and their share of the audio cut off, as qwen_tts does)."""
+        if not row.frames:
+            return TtsError(
+                "synthesis_failed",
+                "the model produced no frame for this text",
+                "Give it a budget (max_new_tokens) of at least 2.",
+            )
+        codes = row.codes()
+        ref_code = row.prompt.ref_code
+        if ref_code is not None:
+            codes = torch.cat([ref_code.to(codes.device), codes], dim=0)
+        padded = pad_to_bucket(codes)
+        wavs, _rate = self.model.model.speech_tokenizer.decode([{"audio_codes": padded}])
+        wav = np.asarray(wavs[0])
+        if ref_code is None:
+            return wav
+        cut = int(int(ref_code.shape[0]) / max(int(codes.shape[0]), 1) * wav.shape[0])
+        return wav[cut:]
+
+    def max_frames(self, exact: bool) -> int:
+        return MAX_NEW_TOKENS
+
+
+def merged_sampling(tts, params: GenerationParams) -> dict:
+    """The sampling keywords qwen_tts would run ``params`` with (its ``generate_*`` methods
+    fill what the request leaves unset from the model's generate_config, then defaults)."""
+    hard_defaults = {
+        "do_sample": True,
+        "top_k": 50,
+        "top_p": 1.0,
+        "temperature": 0.9,
+        "repetition_penalty": 1.05,
+        "subtalker_dosample": True,
+        "subtalker_top_k": 50,
+        "subtalker_top_p": 1.0,
+        "subtalker_temperature": 0.9,
+    }
+    given = sampling_kwargs(params)
+    defaults = getattr(tts, "generate_defaults", None) or {}
+    return {
+        name: given[name] if given.get(name) is not None else defaults.get(name, fallback)
+        for name, fallback in hard_defaults.items()
+    }

@@ -1,0 +1,281 @@
+"""Our decode loop over qwen_tts's loaded modules: slots, continuous admission, per-row
+sampling.
+
+A row (one text) is prefilled alone, exactly as qwen_tts prefills a text, and its cache goes
+into a free slot. Then every step, for all rows at once: each row picks its first-codebook
+code from its own logits (its own sampling values and generator); rows that ended (end of
+speech, or their budget) leave and free their slot, which the next waiting row takes at once;
+the code predictor's 15 sub-steps run batched over the rows; each row's next input (its 16
+codes' embeddings, plus its next text token or the pad) goes through the talker's layers with
+its own position, against its own cache.
+
+qwen_tts keeps the codes of every step but the last: a row that never ends gives
+``budget - 1`` frames, as there. Nothing is kept from a step but what the next one reads
+(qwen_tts keeps every frame's hidden states to the end of the call).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from hookspecs import TtsError
+
+from .prompts import RowPrompt
+from .sampling import RowSampler, TalkerRules, choose
+from .slots import SlotCache
+
+
+@dataclass(eq=False)
+class Row:
+    """One text in the loop: its prompt, how it chooses codes, how many it may take, and what
+    it has produced so far."""
+
+    prompt: RowPrompt
+    sampler: RowSampler
+    budget: int
+    """``max_new_tokens``: first-codebook codes this row may choose."""
+    chosen: list[int] = field(default_factory=list)
+    """First-codebook codes chosen so far (the repetition penalty's history)."""
+    frames: list[torch.Tensor] = field(default_factory=list)
+    """Whole frames [16] so far."""
+    logits: torch.Tensor | None = None
+    """[1, V] float32: what the next first-codebook code is chosen from."""
+    hidden: torch.Tensor | None = None
+    """[1, 1, D]: the talker's last hidden state (the code predictor's first input)."""
+    code: int | None = None
+    """The code chosen this step, its frame not yet completed."""
+    error: TtsError | None = None
+
+    @property
+    def step(self) -> int:
+        """Decode steps this row has taken (which text token comes next)."""
+        return len(self.frames)
+
+    def codes(self) -> torch.Tensor:
+        """The row's frames [F, 16]."""
+        return torch.stack(self.frames)
+
+
+class Stepper:
+    """Runs rows through ``slots`` slots on one loaded qwen_tts model."""
+
+    def __init__(self, model, slots: int, attn_implementation: str = "sdpa") -> None:
+        """``model`` is qwen_tts's ``Qwen3TTSForConditionalGeneration`` (the wrapper's
+        ``.model``), loaded with ``attn_implementation``."""
+        self.model = model
+        self.talker = model.talker
+        self.slots = slots
+        predictor_config = self.talker.code_predictor.model.config
+        # sdpa makes the predictor's causal prefill itself (no mask, as transformers passes
+        # it then); eager and sliding-window layers need the model's own mask building
+        self.direct_predictor = attn_implementation == "sdpa" and all(
+            kind == "full_attention" for kind in predictor_config.layer_types
+        )
+        config = model.config.talker_config
+        self.eos_id = config.codec_eos_token_id
+        self.groups = config.num_code_groups
+        self.rules = TalkerRules(self.eos_id, config.vocab_size, self.talker.device)
+        text = self.talker.model
+        self.cache = SlotCache(
+            layers=len(text.layers),
+            slots=slots,
+            kv_heads=config.num_key_value_heads,
+            head_dim=getattr(config, "head_dim", config.hidden_size // config.num_attention_heads),
+            dtype=self.talker.dtype,
+            device=self.talker.device,
+        )
+
+    @torch.inference_mode()
+    def run(
+        self, rows: Sequence[Row], finished: Callable[[Row], None], slots: int | None = None
+    ) -> None:
+        """Speak every row, at most ``slots`` (default: all this loop has) at once;
+        ``finished(row)`` as each one ends (its ``frames``, or ``error``).
+
+        A row whose logits are not finite fails alone (``synthesis_failed``); an exception
+        from the model itself propagates (every row still running is lost).
+        """
+        width = min(slots or self.slots, self.slots)
+        waiting = deque(rows)
+        active: list[Row] = []
+        self.cache.rows = 0
+        while waiting or active:
+            while waiting and len(active) < width:
+                row = waiting.popleft()
+                self._prefill(row, slot=len(active))
+                active.append(row)
+                self.cache.rows = len(active)
+            ended = self._choose([row for row in active if row.code is None])
+            for row in ended:
+                self._leave(active, row)
+                finished(row)
+            if ended and waiting:
+                continue  # fill the freed slots before the step
+            if active:
+                self._step(active)
+
+    # --- one row ---------------------------------------------------------------------------
+
+    def _prefill(self, row: Row, slot: int) -> None:
+        """The row's prompt through the talker alone, as qwen_tts runs it; its cache into
+        ``slot``."""
+        embeds = row.prompt.embeds
+        length = embeds.shape[1]
+        mask = torch.ones((1, length), dtype=torch.long, device=embeds.device)
+        positions = torch.arange(length, device=embeds.device).view(1, 1, -1).expand(3, 1, -1)
+        cache = DynamicCache()
+        out = self.talker.model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        hidden = out.last_hidden_state
+        row.logits = self.talker.codec_head(hidden)[:, -1, :].float()
+        row.hidden = hidden[:, -1:, :]
+        self.cache.fill(
+            slot, [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers]
+        )
+
+    def _choose(self, rows: list[Row]) -> list[Row]:
+        """Choose each row's next first-codebook code; the rows that ended."""
+        if not rows:
+            return []
+        logits = torch.cat([row.logits for row in rows])
+        finite = torch.isfinite(logits).all(dim=-1).tolist()
+        ended = []
+        for row, ok in zip(rows, finite, strict=True):
+            if not ok:
+                row.error = TtsError(
+                    "synthesis_failed",
+                    f"the talker's scores became non-finite after {row.step} frames",
+                    "The model produced NaN or infinite values for this text: try "
+                    "Precision=fp32, or another seed.",
+                )
+                ended.append(row)
+        going = [row for row, ok in zip(rows, finite, strict=True) if ok]
+        if going:
+            keep = torch.tensor(finite, device=logits.device)
+            codes = self.rules.choose(
+                [row.sampler for row in going], [row.chosen for row in going], logits[keep]
+            )
+            for row, code in zip(going, codes, strict=True):
+                row.chosen.append(code)
+                if code == self.eos_id or len(row.chosen) >= row.budget:
+                    ended.append(row)  # qwen_tts keeps no frame for the last code of a budget
+                else:
+                    row.code = code
+        for row in rows:
+            row.logits = None
+        return ended
+
+    def _leave(self, active: list[Row], row: Row) -> None:
+        """Free ``row``'s slot: the last row moves into it, so slots stay ``0..n-1``."""
+        slot = active.index(row)
+        last = len(active) - 1
+        if row.error is not None:
+            self.cache.clear(slot)
+        if slot != last:
+            self.cache.move(last, slot)
+            active[slot] = active[last]
+        active.pop()
+        self.cache.lengths[last] = 0
+        self.cache.rows = len(active)
+        row.hidden = None
+
+    # --- one step of every row --------------------------------------------------------------
+
+    def _step(self, active: list[Row]) -> None:
+        """Complete each row's frame (the code predictor), then one talker step for all."""
+        talker = self.talker
+        codes = torch.tensor([[row.code] for row in active], device=talker.device)
+        first = talker.get_input_embeddings()(codes)  # [n, 1, D]
+        hidden = torch.cat([row.hidden for row in active], dim=0)
+        rest = self._predict(active, torch.cat((hidden, first), dim=1))  # [n, groups - 1]
+        predictor_embeddings = talker.code_predictor.get_input_embeddings()
+        embeds = [first] + [
+            predictor_embeddings[i](rest[:, i : i + 1]) for i in range(self.groups - 1)
+        ]
+        inputs = torch.cat(embeds, dim=1).sum(1, keepdim=True)  # [n, 1, D]
+        text = []
+        for row in active:
+            trailing = row.prompt.trailing
+            text.append(trailing[row.step] if row.step < trailing.shape[0] else row.prompt.pad)
+        inputs = inputs + torch.stack(text)[:, None, :]
+        for index, row in enumerate(active):
+            row.frames.append(torch.cat((codes[index], rest[index])))
+            row.code = None
+        out = self._talker_step(inputs)
+        logits = talker.codec_head(out)[:, -1, :].float()
+        for index, row in enumerate(active):
+            row.logits = logits[index : index + 1]
+            row.hidden = out[index : index + 1, -1:, :]
+
+    def _predict(self, active: list[Row], inputs: torch.Tensor) -> torch.Tensor:
+        """The code predictor's codes 1..15 for every row [n, groups - 1], batched; each row
+        samples its own."""
+        predictor = self.talker.code_predictor
+        cache = DynamicCache()
+        embeds = predictor.small_to_mtp_projection(inputs)
+        chosen = []
+        start = 0
+        for group in range(self.groups - 1):
+            hidden = self._predictor_hidden(embeds, cache, start)
+            start += embeds.shape[1]
+            logits = predictor.lm_head[group](hidden)[:, -1, :].float()
+            codes = choose([row.sampler for row in active], logits, talker=False)
+            chosen.append(codes)
+            if group < self.groups - 2:
+                embedding = predictor.model.get_input_embeddings()[group]
+                embeds = predictor.small_to_mtp_projection(embedding(codes[:, None]))
+        return torch.stack(chosen, dim=1)
+
+    def _predictor_hidden(
+        self, embeds: torch.Tensor, cache: DynamicCache, start: int
+    ) -> torch.Tensor:
+        """The code predictor's normed hidden states for ``embeds`` at positions ``start``..."""
+        model = self.talker.code_predictor.model
+        if not self.direct_predictor:
+            out = model(inputs_embeds=embeds, past_key_values=cache, use_cache=True)
+            return out.last_hidden_state
+        positions = torch.arange(start, start + embeds.shape[1], device=embeds.device)[None]
+        position_embeddings = model.rotary_emb(embeds, positions)
+        hidden = embeds
+        for layer in model.layers[: model.config.num_hidden_layers]:
+            hidden = layer(
+                hidden,
+                attention_mask=None,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=positions[0],
+                position_embeddings=position_embeddings,
+            )[0]
+        return model.norm(hidden)
+
+    def _talker_step(self, inputs: torch.Tensor) -> torch.Tensor:
+        """One token per row through the talker's layers, each at its own position against its
+        own cache; the normed hidden states [n, 1, D]."""
+        model = self.talker.model
+        cache = self.cache
+        mask = cache.begin_step()
+        positions = cache.positions().view(1, -1, 1).expand(3, -1, -1)
+        position_embeddings = model.rotary_emb(inputs, positions)
+        hidden = inputs
+        for layer in model.layers:
+            hidden = layer(
+                hidden,
+                attention_mask=mask,
+                position_ids=positions[0],
+                past_key_values=cache,
+                use_cache=True,
+                position_embeddings=position_embeddings,
+            )[0]
+        cache.end_step()
+        return model.norm(hidden)

@@ -1,0 +1,121 @@
+"""The talker's key/value cache as slots: one row per slot, each at its own length.
+
+Rows in use always fill slots ``0..n-1`` (a finished row's slot takes the last row's cache),
+so a decode step attends over views, never gathered copies. Capacity grows when a row needs
+more positions than the cache holds.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class SlotCache:
+    """Keys and values [slots, kv_heads, capacity, head_dim] per layer, and each slot's length.
+
+    A decode step calls ``update`` once per layer (through the attention module, as a
+    transformers cache is called): the step's keys and values go to each row's next position
+    and the rows' whole caches, up to the longest, come back.
+    """
+
+    def __init__(
+        self,
+        layers: int,
+        slots: int,
+        kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        capacity: int = 256,
+    ) -> None:
+        shape = (slots, kv_heads, capacity, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.lengths = [0] * slots
+        self.rows = 0
+        """Slots in use (``0..rows-1``)."""
+        self._positions: torch.Tensor | None = None
+        self._width = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    @property
+    def slots(self) -> int:
+        return self.keys[0].shape[0]
+
+    def ensure(self, positions: int) -> None:
+        """Room for ``positions`` per slot (grows by half again, at least)."""
+        if positions <= self.capacity:
+            return
+        grown = max(positions, self.capacity + self.capacity // 2)
+        for store in (self.keys, self.values):
+            for index, old in enumerate(store):
+                new = old.new_zeros((*old.shape[:2], grown, old.shape[3]))
+                new[:, :, : old.shape[2]] = old
+                store[index] = new
+
+    def fill(self, slot: int, layer_keys: list[torch.Tensor], layer_values: list[torch.Tensor]):
+        """Put a prefilled row's cache ([1, kv_heads, P, head_dim] per layer) in ``slot``."""
+        length = layer_keys[0].shape[2]
+        self.ensure(length + 1)
+        for layer, (k, v) in enumerate(zip(layer_keys, layer_values, strict=True)):
+            self.keys[layer][slot, :, :length] = k[0]
+            self.values[layer][slot, :, :length] = v[0]
+        self.lengths[slot] = length
+
+    def clear(self, slot: int) -> None:
+        """Zero ``slot`` whole: a row that broke may have left non-finite keys there, and a
+        masked NaN still poisons attention (NaN times a zero weight is NaN)."""
+        for store in (self.keys, self.values):
+            for tensor in store:
+                tensor[slot].zero_()
+        self.lengths[slot] = 0
+
+    def move(self, source: int, target: int) -> None:
+        """Give ``target`` the cache of ``source`` (a finished row's slot taking the last)."""
+        length = self.lengths[source]
+        for store in (self.keys, self.values):
+            for tensor in store:
+                tensor[target, :, :length] = tensor[source, :, :length]
+        self.lengths[target] = length
+        self.lengths[source] = 0
+
+    def begin_step(self) -> torch.Tensor | None:
+        """Prepare one decode step of rows ``0..rows-1``: the additive attention mask
+        [rows, 1, 1, width] (None when every row has the same length, so nothing is masked)."""
+        lengths = self.lengths[: self.rows]
+        self._width = max(lengths) + 1
+        self.ensure(self._width)
+        device = self.keys[0].device
+        self._positions = torch.tensor(lengths, device=device)
+        if min(lengths) == max(lengths):
+            return None
+        columns = torch.arange(self._width, device=device)
+        masked = columns[None, :] > self._positions[:, None]
+        mask = torch.zeros(masked.shape, dtype=self.keys[0].dtype, device=device)
+        mask.masked_fill_(masked, torch.finfo(mask.dtype).min)
+        return mask[:, None, None, :]
+
+    def positions(self) -> torch.Tensor:
+        """The position each row's new token takes in this step [rows]."""
+        assert self._positions is not None
+        return self._positions
+
+    def update(self, key_states, value_states, layer_idx, cache_kwargs=None):
+        """The transformers cache call: store the step's [rows, kv_heads, 1, head_dim] keys
+        and values at each row's position, return the rows' caches up to the step's width."""
+        rows = torch.arange(self.rows, device=key_states.device)
+        self.keys[layer_idx][rows, :, self._positions] = key_states[:, :, 0]
+        self.values[layer_idx][rows, :, self._positions] = value_states[:, :, 0]
+        width = self._width
+        return self.keys[layer_idx][: self.rows, :, :width], self.values[layer_idx][
+            : self.rows, :, :width
+        ]
+
+    def end_step(self) -> None:
+        """Every row in the step is one position longer."""
+        for slot in range(self.rows):
+            self.lengths[slot] += 1
+        self._positions = None
