@@ -9,7 +9,6 @@ engine knows nothing of qwen_tts.
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,12 @@ from . import DISPLAY_NAME, PROVIDER, __version__
 from .backends import Backend
 from .devices import acceleration_status
 from .log import get_logger
-from .planning import MAX_BATCH_REQUESTS, Planner, SpeechPlan, claim_out_path
+from .planning import MAX_BATCH_REQUESTS, PieceTask, Planner, SpeechPlan, claim_out_path
 from .registry import catalog
 from .residency import Residency
 from .scheduler import Scheduler
 from .settings import model_settings, settings_schema
-from .speaking import generate, preview, speak
+from .speaking import PieceOutcome, generate, preview, speak
 
 log = get_logger(__name__)
 
@@ -49,9 +48,13 @@ class Engine:
     def __init__(self) -> None:
         self._planner = Planner(acceleration_status)
         self._residency = Residency()
-        self._scheduler = Scheduler(
-            functools.partial(generate, self._residency), self._residency.resident_key
+        self._scheduler: Scheduler[PieceTask, PieceOutcome] = Scheduler(
+            self._generate, self._residency.resident_key
         )
+
+    def _generate(self, run: list[PieceTask]) -> list[PieceOutcome]:
+        """The scheduler's execute: one run, which may take in waiting pieces as it goes."""
+        return generate(self._residency, run, self._scheduler)
 
     def capabilities(self, config: EngineConfig | None = None) -> Capabilities:
         """What this engine offers on this machine; loads nothing.

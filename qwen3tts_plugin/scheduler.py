@@ -12,8 +12,11 @@ after ``max_in_a_row`` such runs while another model is wanted, the longest-wait
 
 There is no worker thread: the caller that owns a run's leader executes the whole run, other
 callers' jobs included, and every caller returns once its own jobs are done, with their
-outcomes. A turn that needs the engine to itself (making a model resident, releasing it) is
-an ``alone`` action: it runs between runs, never beside one.
+outcomes. A run may grow while it executes: ``admit`` takes waiting jobs that could have
+joined it (equal batch key) into it, and ``settle`` hands a job's outcome to its caller before
+the run ends (a decode loop that gives an ended text's slot to the next one uses both). A
+turn that needs the engine to itself (making a model resident, releasing it) is an ``alone``
+action: it runs between runs, never beside one.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class Scheduler(Generic[J, R]):
         self._waiting: list[_Ticket] = []
         self._busy = False
         self._in_a_row = 0
+        self._running: list[_Ticket] | None = None
+        """The tickets of the run executing now (it grows when ``admit`` takes jobs)."""
 
     @property
     def busy(self) -> bool:
@@ -85,6 +90,34 @@ class Scheduler(Generic[J, R]):
         to the front of the queue and are executed again, so ``execute`` must be safe to repeat.
         """
         return self._queue(list(jobs))
+
+    def admit(self, lead: J, limit: int) -> list[J]:
+        """Up to ``limit`` waiting jobs that may share ``lead``'s run (its batch key), taken
+        into that run, in arrival order; called from the run's ``execute``, which then owes
+        them outcomes too (after the ones it was given, in the order admitted)."""
+        key = lead.batch_key
+        with self._cond:
+            run = self._running
+            if key is None or limit <= 0 or run is None or run[0].job is not lead:
+                return []
+            if all(ticket.done for ticket in run if ticket.owner is run[0].owner):
+                return []  # the leader's caller waits for this run: let it end
+            taken = [ticket for ticket in self._waiting if ticket.job.batch_key == key][:limit]
+            ids = {id(ticket) for ticket in taken}
+            self._waiting = [ticket for ticket in self._waiting if id(ticket) not in ids]
+            run.extend(taken)
+            return [ticket.job for ticket in taken]
+
+    def settle(self, job: J, outcome: R) -> None:
+        """Give ``job`` (of the run executing now) its outcome at once: its caller returns as
+        soon as all its jobs are settled, without waiting for the rest of the run."""
+        with self._cond:
+            for ticket in self._running or []:
+                if ticket.job is job and not ticket.done:
+                    ticket.done, ticket.outcome = True, outcome
+                    ticket.ran_here = False  # nothing to raise: an outcome, not a failure
+                    self._cond.notify_all()
+                    return
 
     def alone(self, load_key: Hashable | None, action: Callable[[], T]) -> T:
         """``action()`` in a turn of its own, between runs; its value, or what it raised.
@@ -127,6 +160,7 @@ class Scheduler(Generic[J, R]):
         interrupted = True
         try:
             lead.run = None
+            self._running = run
             self._cond.release()
             try:
                 outcomes = self._outcomes([ticket.job for ticket in run])
@@ -136,11 +170,18 @@ class Scheduler(Generic[J, R]):
                 interrupted = False
             finally:
                 self._cond.acquire()
+                self._running = None
         finally:
-            if interrupted:  # others' jobs go back to the front of the queue
-                self._waiting[:0] = [ticket for ticket in run if ticket.owner is not lead.owner]
+            if interrupted:  # others' unsettled jobs go back to the front of the queue
+                self._waiting[:0] = [
+                    ticket for ticket in run if ticket.owner is not lead.owner and not ticket.done
+                ]
             else:
+                if failure is not None:
+                    outcomes = [None] * len(run)
                 for ticket, outcome in zip(run, outcomes, strict=True):
+                    if ticket.done:  # settled during the run
+                        continue
                     ticket.done, ticket.failure, ticket.outcome = True, failure, outcome
                     ticket.ran_here = ticket.owner is lead.owner
             self._busy = False
@@ -148,12 +189,14 @@ class Scheduler(Generic[J, R]):
             self._cond.notify_all()
 
     def _outcomes(self, jobs: list[Any]) -> list[Any]:
-        """One outcome per job: an ``alone`` action's value, or what ``execute`` returns."""
+        """One outcome per job (admitted ones included): an ``alone`` action's value, or what
+        ``execute`` returns."""
         if isinstance(jobs[0], _Alone):
             return [jobs[0].action()]
         outcomes = self._execute_run(jobs)
-        if len(outcomes) != len(jobs):
-            raise RuntimeError(f"execute returned {len(outcomes)} outcomes for {len(jobs)} jobs")
+        expected = len(self._running or jobs)
+        if len(outcomes) != expected:
+            raise RuntimeError(f"execute returned {len(outcomes)} outcomes for {expected} jobs")
         return outcomes
 
     def _withdraw(self, mine: list[_Ticket], me: object) -> None:

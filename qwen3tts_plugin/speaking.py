@@ -70,68 +70,103 @@ class PieceOutcome:
 # --- one run: the scheduler's execute ----------------------------------------------------------
 
 
-def generate(residency: Residency, run: list[PieceTask]) -> list[PieceOutcome]:
+def generate(
+    residency: Residency,
+    run: list[PieceTask],
+    scheduler: Scheduler[PieceTask, PieceOutcome] | None = None,
+) -> list[PieceOutcome]:
     """The run's model resident, then one generate call; each piece's waveform checked.
 
-    A failed load or generate call fails every piece of the run; a bad waveform fails only
-    its own piece. Pieces queued before a load of the same model failed get that failure
-    without a second try. Never raises for an engine failure.
+    With ``scheduler`` (the one executing this run), a backend that frees a slot when a piece
+    ends (the stepper) takes waiting pieces that could have joined the run into it, and each
+    piece's outcome goes to its caller as soon as it is in. A failed load or generate call
+    fails every piece of the run; a bad waveform fails only its own piece. Pieces queued
+    before a load of the same model failed get that failure without a second try. Never
+    raises for an engine failure.
     """
-    from .audio import check_waveform
-
     lead = run[0]
     failed = residency.failed_before(lead.load_key, max(task.queued for task in run))
     if failed is not None:
         return _failures(run, failed)
     plan = lead.speech.load
-    batch = Batch(
-        texts=tuple(task.text for task in run),
-        voices=tuple(task.voice for task in run),
-        params=lead.params,
-        exact=plan.device.exact_backend,
-        each=tuple(task.params for task in run),
-        slots=plan.batch_size,
-    )
+    tasks = list(run)  # grows as pieces are admitted
+    settled: dict[int, PieceOutcome] = {}
+    started = time.perf_counter()
+    state: dict[str, Any] = {}
+
+    def batch_of(pieces: list[PieceTask]) -> Batch:
+        return Batch(
+            texts=tuple(task.text for task in pieces),
+            voices=tuple(task.voice for task in pieces),
+            params=lead.params,
+            exact=plan.device.exact_backend,
+            each=tuple(task.params for task in pieces),
+            slots=plan.batch_size,
+            admit=admit if scheduler is not None else None,
+            settle=settle if scheduler is not None else None,
+        )
+
+    def admit(free: int) -> Batch | None:
+        assert scheduler is not None
+        more = scheduler.admit(lead, free)
+        tasks.extend(more)
+        return batch_of(more) if more else None
+
+    def settle(index: int, waveform: Any) -> None:
+        assert scheduler is not None
+        outcome = _checked(tasks[index], waveform, call_so_far(), state["backend"])
+        settled[index] = outcome
+        scheduler.settle(tasks[index], outcome)
+
+    def call_so_far() -> GenerateCall:
+        backend = state["backend"]
+        return GenerateCall(
+            seconds=time.perf_counter() - started,
+            texts=len(tasks),
+            load_s=state["load_s"],
+            sample_rate=backend.sample_rate,
+            plan=backend.plan,
+            max_frames=backend.max_frames(plan.device.exact_backend),
+        )
+
+    batch = batch_of(tasks)
     try:
         resident, load_s = residency.ensure(plan)
+        state.update(backend=resident.backend, load_s=load_s)
         started = time.perf_counter()
         waveforms = resident.backend.generate(batch)
     except TtsError as err:
-        return _failures(run, err)
+        return _failures(tasks, err)
     except Exception as exc:  # a broken install or a bug: logged, then typed, per piece
-        log.exception("tts.generate.crashed", texts=len(run))
-        return _failures(run, TtsError("synthesis_failed", f"{type(exc).__name__}: {exc}"))
-    backend = resident.backend
-    call = GenerateCall(
-        seconds=time.perf_counter() - started,
-        texts=len(run),
-        load_s=load_s,
-        sample_rate=backend.sample_rate,
-        plan=backend.plan,
-        max_frames=backend.max_frames(batch.exact),
-    )
+        log.exception("tts.generate.crashed", texts=len(tasks))
+        return _failures(tasks, TtsError("synthesis_failed", f"{type(exc).__name__}: {exc}"))
+    call = call_so_far()
     log.info(
         "tts.generate.done",
-        texts=len(run),
-        chars=[len(text) for text in batch.texts],
+        texts=len(tasks),
+        chars=[len(task.text) for task in tasks],
         mode=lead.voice.mode,
         seconds=round(call.seconds, 3),
-        device=backend.plan.device,
+        device=call.plan.device,
     )
-    outcomes = []
-    for task, waveform in zip(run, waveforms, strict=True):  # one waveform per piece
-        budget = task.params.max_new_tokens
-        if isinstance(waveform, TtsError):  # the backend failed this piece alone
-            outcomes.append(PieceOutcome(call, budget, error=own_copy(waveform)))
-            continue
-        try:
-            checked = check_waveform(waveform)
-        except TtsError as err:  # its own copy: this frame's traceback holds every waveform
-            outcomes.append(PieceOutcome(call, budget, error=own_copy(err)))
-            continue
-        cut = backend.ran_out(checked, budget)
-        outcomes.append(PieceOutcome(call, budget, checked, cut=cut))
-    return outcomes
+    return [
+        settled[index] if index in settled else _checked(task, waveform, call, state["backend"])
+        for index, (task, waveform) in enumerate(zip(tasks, waveforms, strict=True))
+    ]
+
+
+def _checked(task: PieceTask, waveform: Any, call: GenerateCall, backend: Any) -> PieceOutcome:
+    """One piece's outcome from what the backend gave for it."""
+    from .audio import check_waveform
+
+    budget = task.params.max_new_tokens
+    if isinstance(waveform, TtsError):  # the backend failed this piece alone
+        return PieceOutcome(call, budget, error=own_copy(waveform))
+    try:
+        checked = check_waveform(waveform)
+    except TtsError as err:  # its own copy: this frame's traceback holds every waveform
+        return PieceOutcome(call, budget, error=own_copy(err))
+    return PieceOutcome(call, budget, checked, cut=backend.ran_out(checked, budget))
 
 
 def _failures(run: list[PieceTask], err: TtsError) -> list[PieceOutcome]:

@@ -329,3 +329,95 @@ def test_many_callers_all_finish_and_every_job_runs_exactly_once():
     for t in pool:
         t.join(30)
     assert sorted(seen) == sorted(f"{w}-{i}" for w in range(threads) for i in range(20))
+
+
+# --- a run that grows: admit and settle ------------------------------------------------------
+
+
+def test_a_running_run_admits_waiting_jobs_and_settles_each_as_it_ends():
+    """The stepper's way: a free slot takes a waiting job into the running run, and each
+    job's caller gets its outcome as soon as it is in, not when the run ends."""
+    started, arrived, proceed = threading.Event(), threading.Event(), threading.Event()
+    scheduler: Scheduler
+
+    def execute(run):
+        started.set()
+        arrived.wait(10)
+        admitted = scheduler.admit(run[0], 8)
+        jobs = [*run, *admitted]
+        if admitted:
+            scheduler.settle(admitted[0], "early")  # the late job's caller returns now
+            proceed.wait(10)
+        return [f"{job.name} of {len(jobs)}" for job in jobs]
+
+    scheduler = Scheduler(execute, lambda: None)
+    results = {}
+    lead = threading.Thread(target=lambda: results.setdefault("lead", scheduler.run([Job("a")])))
+    lead.start()
+    started.wait(10)
+    late = threading.Thread(target=lambda: results.setdefault("late", scheduler.run([Job("b")])))
+    other = threading.Thread(
+        target=lambda: results.setdefault("other", scheduler.run([Job("c", batch_key="x")]))
+    )
+    late.start()
+    other.start()
+    wait_for(lambda: scheduler.pending == 2)
+    arrived.set()
+    late.join(10)  # settled while the run still executes
+    assert results["late"] == ["early"] and "lead" not in results
+    proceed.set()
+    lead.join(10)
+    other.join(10)
+    assert results["lead"] == ["a of 2"]  # "c" has another batch key: never admitted
+    assert results["other"] == ["c of 1"]
+
+
+def test_admitting_stops_once_the_leaders_own_jobs_are_settled():
+    """The leader's caller executes the run: once its own jobs are in, the run takes no more,
+    so a stream of arrivals cannot keep it waiting."""
+    scheduler: Scheduler
+    seen = {}
+
+    def execute(run):
+        if len(run) == 1 and run[0].name == "a":
+            scheduler.settle(run[0], "a done")
+            seen["admitted"] = scheduler.admit(run[0], 8)
+        return ["x"] * (len(run) + len(seen.get("admitted", [])))
+
+    scheduler = Scheduler(execute, lambda: None)
+    assert scheduler.run([Job("a")]) == ["a done"]
+    assert seen["admitted"] == []
+
+
+def test_a_failure_after_admission_reaches_the_admitted_callers():
+    started, arrived = threading.Event(), threading.Event()
+    scheduler: Scheduler
+
+    def execute(run):
+        if run[0].name == "a":
+            started.set()
+            arrived.wait(10)
+            scheduler.admit(run[0], 8)
+            raise ValueError("the model broke")
+        return ["ok"] * len(run)
+
+    scheduler = Scheduler(execute, lambda: None)
+    errors = {}
+
+    def call(name):
+        try:
+            scheduler.run([Job(name)])
+        except Exception as exc:  # noqa: BLE001 - what each caller got
+            errors[name] = exc
+
+    lead = threading.Thread(target=call, args=("a",))
+    lead.start()
+    started.wait(10)
+    late = threading.Thread(target=call, args=("b",))
+    late.start()
+    wait_for(lambda: scheduler.pending == 1)
+    arrived.set()
+    lead.join(10)
+    late.join(10)
+    assert isinstance(errors["a"], ValueError)
+    assert isinstance(errors["b"], RuntimeError) and isinstance(errors["b"].__cause__, ValueError)

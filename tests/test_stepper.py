@@ -293,3 +293,61 @@ def test_eager_attention_gives_qwen_tts_codes_too(tiny):
         assert_same(stepped(backend, TEXTS, voice, GREEDY, slots=3), expected)
     finally:
         backend.release()
+
+
+def test_greedy_codes_on_the_published_configuration_shrunk(tmp_path_factory):
+    """The published 0.6B CustomVoice configuration (its real vocabulary, ids, speakers,
+    dialects and interleaved multimodal rope), widths and counts divided by 16."""
+    from benchmarks import real_checkpoint
+
+    dest = tmp_path_factory.mktemp("published") / "shrunk"
+    backend = StepperBackend.load(real_checkpoint.build_real_size_checkpoint(dest, shrink=16), PLAN)
+    try:
+        for voice in (
+            VoicePlan("custom_voice", "auto", "aiden"),
+            VoicePlan("custom_voice", "chinese", "eric"),  # a dialect speaker
+        ):
+            texts = TEXTS[:4]
+            expected = reference(
+                backend, texts, voice, GREEDY.model_copy(update={"max_new_tokens": 10})
+            )
+            got = stepped(
+                backend, texts, voice, GREEDY.model_copy(update={"max_new_tokens": 10}), 2
+            )
+            assert_same(got, expected)
+    finally:
+        backend.release()
+
+
+def test_a_call_arriving_during_a_long_run_joins_it_and_returns_first(pm, tiny, tmp_path):
+    """Continuous batching across callers: a preview that arrives while a dub's run decodes
+    takes the first free slot of that run and returns when its own text is in."""
+    import threading
+    import time
+
+    def one(name, text, budget):
+        req = request(tiny["custom_voice"], tmp_path / f"{name}.wav", text, "stepper")
+        generation = GenerationParams(do_sample=False, max_new_tokens=budget, allow_cut=True)
+        return req.model_copy(update={"generation": generation})
+
+    pm.hook.tts_load(config=one("warm", "Hi.", 8).config)
+    dub = [one(f"dub{i}", TEXTS[i % 8], 64) for i in range(24)]
+    preview = one("preview", "Go.", 64)
+    alone = pm.hook.tts_synthesize(
+        request=preview.model_copy(update={"out_path": tmp_path / "a.wav"})
+    )
+    finished = {}
+
+    def run_dub():
+        pm.hook.tts_synthesize_batch(requests=dub)
+        finished["dub"] = time.monotonic()
+
+    thread = threading.Thread(target=run_dub)
+    thread.start()
+    time.sleep(0.3)  # the dub's run is decoding (24 texts through 8 slots)
+    joined = pm.hook.tts_synthesize(request=preview)
+    finished["preview"] = time.monotonic()
+    thread.join(60)
+    assert finished["preview"] < finished["dub"], "the preview waited for the whole run"
+    assert joined.batch_size > 1  # it shared the running call
+    assert joined.path.read_bytes() == alone.path.read_bytes()

@@ -14,6 +14,7 @@ Importing this package is cheap: a backend's module (torch, qwen_tts) is importe
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -55,6 +56,13 @@ class Batch:
     """Texts to decode at once (``BatchSize``), for a backend that admits the rest of the call
     as texts end (``stepper``); None: all of them."""
 
+    admit: Callable[[int], Batch | None] | None = None
+    """For a backend that frees a slot when a text ends: ``admit(free)`` gives up to ``free``
+    more texts for this call (their indices follow the ones it has), or None."""
+    settle: Callable[[int, np.ndarray | TtsError], None] | None = None
+    """``settle(index, waveform)`` hands a text's result over as soon as it is in; the backend
+    then returns None in its place."""
+
     def params_of(self, index: int) -> GenerationParams:
         """The values text ``index`` is spoken with."""
         return self.each[index] if self.each else self.params
@@ -84,9 +92,11 @@ class Backend(Protocol):
     def codec_dtype(self) -> str:
         """Precision the speech tokenizer (codec) runs in."""
 
-    def generate(self, batch: Batch) -> list[np.ndarray | TtsError]:
+    def generate(self, batch: Batch) -> list[np.ndarray | TtsError | None]:
         """One waveform per text of ``batch``, in order, from one generate call; a backend
-        that can fail one text alone puts its ``TtsError`` in that text's place.
+        that can fail one text alone puts its ``TtsError`` in that text's place. A backend
+        that admits texts (``batch.admit``) lists them after the batch's own; a text it
+        handed over through ``batch.settle`` is None.
 
         Raises ``TtsError`` (``synthesis_failed``) when the call fails: then no text has
         audio; ``invalid_settings`` when ``batch.exact`` and this backend cannot run it as

@@ -76,9 +76,10 @@ class StepperBackend(QwenTtsBackend):
         self._stepper = None
         super().release()
 
-    def generate(self, batch: Batch) -> list[np.ndarray | TtsError]:
-        """One waveform per text, in order; a text that failed alone (non-finite scores) is
-        its ``TtsError`` in its place. ``synthesis_failed`` for the call when the model
+    def generate(self, batch: Batch) -> list[np.ndarray | TtsError | None]:
+        """One waveform per text, in order (admitted texts after the batch's own); a text that
+        failed alone (non-finite scores) is its ``TtsError`` in its place, one handed over
+        through ``batch.settle`` is None. ``synthesis_failed`` for the call when the model
         itself fails."""
         try:
             return self._generate(batch)
@@ -88,23 +89,40 @@ class StepperBackend(QwenTtsBackend):
             raise synthesis_error(exc) from forget_locals(exc)
 
     @torch.inference_mode()
-    def _generate(self, batch: Batch) -> list[np.ndarray | TtsError]:
-        tts = self.model
-        prompts = build_prompts(tts, list(batch.texts), list(batch.voices))
-        rows = []
-        for index, prompt in enumerate(prompts):
-            params = batch.params_of(index)
-            rows.append(Row(prompt, self.sampler(params), params.max_new_tokens))
-        results: dict[int, np.ndarray | TtsError] = {}
-        order = {id(row): index for index, row in enumerate(rows)}
+    def _generate(self, batch: Batch) -> list[np.ndarray | TtsError | None]:
+        results: list[np.ndarray | TtsError | None] = []
+        order: dict[int, int] = {}
+
+        def rows_for(part: Batch) -> list[Row]:
+            prompts = build_prompts(self.model, list(part.texts), list(part.voices))
+            rows = []
+            for index, prompt in enumerate(prompts):
+                params = part.params_of(index)
+                row = Row(prompt, self.sampler(params), params.max_new_tokens)
+                order[id(row)] = len(results)
+                results.append(None)
+                rows.append(row)
+            return rows
 
         def finished(row: Row) -> None:
-            results[order[id(row)]] = row.error if row.error is not None else self.decode(row)
+            index = order[id(row)]
+            result = row.error if row.error is not None else self.decode(row)
             row.frames = []
+            if batch.settle is not None:
+                batch.settle(index, result)  # handed over now; nothing kept for the end
+            else:
+                results[index] = result
 
-        slots = min(batch.slots or len(rows), len(rows))
-        self.stepper(slots).run(rows, finished, slots)
-        return [results[index] for index in range(len(rows))]
+        def refill(free: int) -> list[Row]:
+            more = batch.admit(free) if batch.admit is not None else None
+            return rows_for(more) if more is not None else []
+
+        rows = rows_for(batch)
+        slots = batch.slots or len(rows)
+        if batch.admit is None:
+            slots = min(slots, len(rows))
+        self.stepper(slots).run(rows, finished, slots, refill if batch.admit else None)
+        return results
 
     def sampler(self, params: GenerationParams) -> RowSampler:
         """A row's sampler for ``params``: qwen_tts's values where the request gives none (the

@@ -92,10 +92,15 @@ class Stepper:
 
     @torch.inference_mode()
     def run(
-        self, rows: Sequence[Row], finished: Callable[[Row], None], slots: int | None = None
+        self,
+        rows: Sequence[Row],
+        finished: Callable[[Row], None],
+        slots: int | None = None,
+        refill: Callable[[int], list[Row]] | None = None,
     ) -> None:
         """Speak every row, at most ``slots`` (default: all this loop has) at once;
-        ``finished(row)`` as each one ends (its ``frames``, or ``error``).
+        ``finished(row)`` as each one ends (its ``frames``, or ``error``). When slots are
+        free and no row waits, ``refill(free)`` may give more rows (once per step).
 
         A row whose logits are not finite fails alone (``synthesis_failed``); an exception
         from the model itself propagates (every row still running is lost).
@@ -105,6 +110,8 @@ class Stepper:
         active: list[Row] = []
         self.cache.rows = 0
         while waiting or active:
+            if refill is not None and not waiting and len(active) < width:
+                waiting.extend(refill(width - len(active)))
             while waiting and len(active) < width:
                 row = waiting.popleft()
                 self._prefill(row, slot=len(active))
