@@ -91,8 +91,6 @@ def generate(
     plan = lead.speech.load
     tasks = list(run)  # grows as pieces are admitted
     settled: dict[int, PieceOutcome] = {}
-    started = time.perf_counter()
-    state: dict[str, Any] = {}
 
     def batch_of(pieces: list[PieceTask]) -> Batch:
         return Batch(
@@ -106,6 +104,7 @@ def generate(
             settle=settle if scheduler is not None else None,
         )
 
+    # admit and settle run inside backend.generate, once backend, load_s and started are set
     def admit(free: int) -> Batch | None:
         assert scheduler is not None
         more = scheduler.admit(lead, free)
@@ -114,27 +113,25 @@ def generate(
 
     def settle(index: int, waveform: Any) -> None:
         assert scheduler is not None
-        outcome = _checked(tasks[index], waveform, call_so_far(), state["backend"])
+        outcome = _checked(tasks[index], waveform, call_so_far(), backend)
         settled[index] = outcome
         scheduler.settle(tasks[index], outcome)
 
     def call_so_far() -> GenerateCall:
-        backend = state["backend"]
         return GenerateCall(
             seconds=time.perf_counter() - started,
             texts=len(tasks),
-            load_s=state["load_s"],
+            load_s=load_s,
             sample_rate=backend.sample_rate,
             plan=backend.plan,
             max_frames=backend.max_frames(plan.device.exact_backend),
         )
 
-    batch = batch_of(tasks)
     try:
         resident, load_s = residency.ensure(plan)
-        state.update(backend=resident.backend, load_s=load_s)
+        backend = resident.backend
         started = time.perf_counter()
-        waveforms = resident.backend.generate(batch)
+        waveforms = backend.generate(batch_of(tasks))
     except TtsError as err:
         return _failures(tasks, err)
     except Exception as exc:  # a broken install or a bug: logged, then typed, per piece
@@ -150,7 +147,7 @@ def generate(
         device=call.plan.device,
     )
     return [
-        settled[index] if index in settled else _checked(task, waveform, call, state["backend"])
+        settled[index] if index in settled else _checked(task, waveform, call, backend)
         for index, (task, waveform) in enumerate(zip(tasks, waveforms, strict=True))
     ]
 

@@ -41,6 +41,17 @@ def _logging_defaults():
 
 
 @pytest.fixture
+def settings(tmp_path, tiny):
+    """The example host's settings file on the tiny custom_voice checkpoint, on the CPU (test
+    modules with a ``settings`` fixture of their own use theirs)."""
+    from host_settings import write_settings
+
+    return write_settings(
+        tmp_path / "settings.json", ModelPath=str(tiny["custom_voice"]), Device="cpu"
+    )
+
+
+@pytest.fixture
 def host(capsys):
     """Run the example host's CLI in-process: host(*argv) -> (exit code, stdout, stderr)."""
     from example_host.cli import main

@@ -24,25 +24,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import structlog
+from host_settings import write_settings
 
 from example_host import logs
 
 FAST = ["--max-new-tokens", "8", "--allow-cut"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-
-
-def write_settings(path: Path, **extra_params) -> Path:
-    config = {"provider": "qwen3_tts", "enabled": True, "extra_params": extra_params}
-    path.write_text(json.dumps({"configs": {"qwen3_tts_default": config}}), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def settings(tmp_path, tiny):
-    """A settings file pointing at the tiny custom_voice checkpoint, on the CPU."""
-    return write_settings(
-        tmp_path / "settings.json", ModelPath=str(tiny["custom_voice"]), Device="cpu"
-    )
 
 
 def script_of(folder: Path, lines: list[str]) -> Path:

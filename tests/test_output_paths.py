@@ -236,17 +236,7 @@ def test_in_a_batch_the_item_whose_disk_is_full_fails_alone(pm, tiny, tmp_path, 
     full, fine = tmp_path / "full", tmp_path / "fine"
     full.mkdir()
     full_disk(full)
-    requests = [
-        request_for(tiny["custom_voice"], fine / "0.wav", "The river bends twice."),
-        request_for(tiny["custom_voice"], full / "1.wav", "Nobody remembers who built it."),
-        request_for(tiny["custom_voice"], fine / "2.wav", "Go."),
-    ]
-    items = pm.hook.tts_synthesize_batch(requests=requests)
-    assert [item.error.code if item.error else "ok" for item in items] == [
-        "ok",
-        "output_write_failed",
-        "ok",
-    ]
+    items = batch_with_a_bad_middle(pm, tiny, fine, full / "1.wav")
     assert "No space left on device" in items[1].error.detail
     assert list(full.iterdir()) == [] and sorted(p.name for p in fine.iterdir()) == [
         "0.wav",
@@ -254,12 +244,13 @@ def test_in_a_batch_the_item_whose_disk_is_full_fails_alone(pm, tiny, tmp_path, 
     ]
 
 
-def test_in_a_batch_an_item_aimed_at_a_fifo_fails_alone(pm, tiny, tmp_path):
-    pipe = make_fifo(tmp_path)
+def batch_with_a_bad_middle(pm, tiny, folder, bad):
+    """Three requests through the batch hook, the middle one aimed at ``bad``: only it fails,
+    with ``output_write_failed``; the items."""
     requests = [
-        request_for(tiny["custom_voice"], tmp_path / "0.wav", "The river bends twice."),
-        request_for(tiny["custom_voice"], pipe, "Nobody remembers who built it."),
-        request_for(tiny["custom_voice"], tmp_path / "2.wav", "Go."),
+        request_for(tiny["custom_voice"], folder / "0.wav", "The river bends twice."),
+        request_for(tiny["custom_voice"], bad, "Nobody remembers who built it."),
+        request_for(tiny["custom_voice"], folder / "2.wav", "Go."),
     ]
     items = pm.hook.tts_synthesize_batch(requests=requests)
     assert [item.error.code if item.error else "ok" for item in items] == [
@@ -267,6 +258,12 @@ def test_in_a_batch_an_item_aimed_at_a_fifo_fails_alone(pm, tiny, tmp_path):
         "output_write_failed",
         "ok",
     ]
+    return items
+
+
+def test_in_a_batch_an_item_aimed_at_a_fifo_fails_alone(pm, tiny, tmp_path):
+    pipe = make_fifo(tmp_path)
+    items = batch_with_a_bad_middle(pm, tiny, tmp_path, pipe)
     assert "named pipe" in items[1].error.detail
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.wav", "2.wav", "pipe"]
     assert pipe.is_fifo()

@@ -10,14 +10,12 @@ compare codes). Imported only when a model is loaded (it imports torch).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from hookspecs import TtsError
-from hookspecs.models import MAX_NEW_TOKENS
 
 from ..failures import forget_locals, synthesis_error
 from ..qwen_tts.backend import QwenTtsBackend
@@ -60,12 +58,6 @@ class StepperBackend(QwenTtsBackend):
         super().__init__(model, plan)
         self._stepper: Stepper | None = None
 
-    @classmethod
-    def load(cls, path: Path, plan: DevicePlan) -> StepperBackend:
-        from ..qwen_tts.placement import load_model
-
-        return cls(load_model(path, plan), plan)
-
     def stepper(self, slots: int) -> Stepper:
         """The loop, with at least ``slots`` slots (kept between calls, with its cache)."""
         if self._stepper is None or self._stepper.slots < slots:
@@ -91,37 +83,37 @@ class StepperBackend(QwenTtsBackend):
     @torch.inference_mode()
     def _generate(self, batch: Batch) -> list[np.ndarray | TtsError | None]:
         results: list[np.ndarray | TtsError | None] = []
-        order: dict[int, int] = {}
 
         def rows_for(part: Batch) -> list[Row]:
             prompts = build_prompts(self.model, list(part.texts), list(part.voices))
             rows = []
             for index, prompt in enumerate(prompts):
                 params = part.params_of(index)
-                row = Row(prompt, self.sampler(params), params.max_new_tokens)
-                order[id(row)] = len(results)
+                rows.append(Row(prompt, self.sampler(params), params.max_new_tokens, len(results)))
                 results.append(None)
-                rows.append(row)
             return rows
 
         def finished(row: Row) -> None:
-            index = order[id(row)]
             result = row.error if row.error is not None else self.decode(row)
             row.frames = []
             if batch.settle is not None:
-                batch.settle(index, result)  # handed over now; nothing kept for the end
+                batch.settle(row.index, result)  # handed over now; nothing kept for the end
             else:
-                results[index] = result
+                results[row.index] = result
 
-        def refill(free: int) -> list[Row]:
-            more = batch.admit(free) if batch.admit is not None else None
-            return rows_for(more) if more is not None else []
+        refill = None
+        if batch.admit is not None:
+            admit = batch.admit
+
+            def refill(free: int) -> list[Row]:
+                more = admit(free)
+                return rows_for(more) if more is not None else []
 
         rows = rows_for(batch)
         slots = batch.slots or len(rows)
-        if batch.admit is None:
+        if refill is None:  # nothing will join: no more slots than texts
             slots = min(slots, len(rows))
-        self.stepper(slots).run(rows, finished, slots, refill if batch.admit else None)
+        self.stepper(slots).run(rows, finished, slots, refill)
         return results
 
     def sampler(self, params: GenerationParams) -> RowSampler:
@@ -163,9 +155,6 @@ class StepperBackend(QwenTtsBackend):
             return wav
         cut = int(int(ref_code.shape[0]) / max(int(codes.shape[0]), 1) * wav.shape[0])
         return wav[cut:]
-
-    def max_frames(self, exact: bool) -> int:
-        return MAX_NEW_TOKENS
 
 
 def merged_sampling(tts, params: GenerationParams) -> dict:

@@ -39,6 +39,8 @@ class Row:
     sampler: RowSampler
     budget: int
     """``max_new_tokens``: first-codebook codes this row may choose."""
+    index: int = 0
+    """Its caller's number for it (the text's place in the call)."""
     chosen: list[int] = field(default_factory=list)
     """First-codebook codes chosen so far (the repetition penalty's history)."""
     frames: list[torch.Tensor] = field(default_factory=list)
@@ -67,7 +69,6 @@ class Stepper:
     def __init__(self, model, slots: int, attn_implementation: str = "sdpa") -> None:
         """``model`` is qwen_tts's ``Qwen3TTSForConditionalGeneration`` (the wrapper's
         ``.model``), loaded with ``attn_implementation``."""
-        self.model = model
         self.talker = model.talker
         self.slots = slots
         predictor_config = self.talker.code_predictor.model.config
