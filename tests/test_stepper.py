@@ -90,6 +90,18 @@ class CodecSpy:
         return getattr(self.codec, name)
 
 
+class RowCodecSpy:
+    """The same for the stepper's own codec decode (one row's codes a call)."""
+
+    def __init__(self, codec, codes: list) -> None:
+        self.codec = codec
+        self.codes = codes
+
+    def decode(self, codes):
+        self.codes.append(codes[codes[:, 0] > -1].clone())
+        return self.codec.decode(codes)
+
+
 @dataclasses.dataclass
 class Spoken:
     """What a call gave: waveforms in text order, and the codes decoded (in decoding order)."""
@@ -102,10 +114,16 @@ def spying(backend, call) -> Spoken:
     model = backend.model.model
     spy = CodecSpy(model.speech_tokenizer)
     model.speech_tokenizer = spy
+    own = getattr(backend, "codec", None)  # the stepper decodes through its own codec call
+    if own is not None:
+        row_spy = RowCodecSpy(own(), spy.codes)
+        backend.codec = lambda: row_spy
     try:
         return Spoken(call(), spy.codes)
     finally:
         model.speech_tokenizer = spy.codec
+        if own is not None:
+            del backend.codec
 
 
 def reference(backend, texts, voice, params) -> Spoken:
@@ -351,3 +369,19 @@ def test_a_call_arriving_during_a_long_run_joins_it_and_returns_first(pm, tiny, 
     assert finished["preview"] < finished["dub"], "the preview waited for the whole run"
     assert joined.batch_size > 1  # it shared the running call
     assert joined.path.read_bytes() == alone.path.read_bytes()
+
+
+@pytest.mark.parametrize("frames", [3, 64, 333])
+def test_the_own_codec_decode_gives_qwen_tts_samples_bit_for_bit(backends, frames):
+    """Kept masks change nothing: same samples as qwen_tts's decode, padding and the chunks
+    of long rows (300 frames, 25 of context) included."""
+    backend = next(iter(backends.values()))
+    codec = backend.model.model.speech_tokenizer
+    generator = torch.Generator().manual_seed(frames)
+    codes = torch.randint(0, 8, (frames, 16), generator=generator)
+    padded = torch.cat([codes, torch.full((5, 16), -1)])
+    expected = codec.decode([{"audio_codes": padded}])[0][0]
+    for _ in range(2):  # the second call reads the kept masks
+        actual = backend.codec().decode(padded)
+        assert actual.shape == expected.shape == (frames * 1920,)
+        np.testing.assert_array_equal(actual, expected)

@@ -1,13 +1,15 @@
 """Our decode loop over qwen_tts's loaded modules: slots, continuous admission, per-row
 sampling.
 
-A row (one text) is prefilled alone, exactly as qwen_tts prefills a text, and its cache goes
-into a free slot. Then every step, for all rows at once: each row picks its first-codebook
-code from its own logits (its own sampling values and generator); rows that ended (end of
-speech, or their budget) leave and free their slot, which the next waiting row takes at once;
-the code predictor's 15 sub-steps run batched over the rows; each row's next input (its 16
-codes' embeddings, plus its next text token or the pad) goes through the talker's layers with
-its own position, against its own cache.
+Rows (texts) that take free slots at the same time are prefilled in one talker call, each at
+the positions qwen_tts gives a text alone (shorter prompts padded on the right, out of every
+real position's sight), and their caches go into the free slots. Then every step, for all
+rows at once: each row picks its first-codebook code from its own logits (its own sampling
+values and generator); rows that ended (end of speech, or their budget) leave and free their
+slot, which the next waiting row takes at once; the code predictor's 15 sub-steps run batched
+over the rows (their keys and values in one preallocated ``FrameCache``, written over every
+frame); each row's next input (its 16 codes' embeddings, plus its next text token or the pad)
+goes through the talker's layers with its own position, against its own cache.
 
 qwen_tts keeps the codes of every step but the last: a row that never ends gives
 ``budget - 1`` frames, as there. Nothing is kept from a step but what the next one reads
@@ -27,7 +29,7 @@ from hookspecs import TtsError
 
 from .prompts import RowPrompt
 from .sampling import RowSampler, TalkerRules, choose
-from .slots import SlotCache
+from .slots import FrameCache, SlotCache
 
 
 @dataclass(eq=False)
@@ -90,6 +92,21 @@ class Stepper:
             dtype=self.talker.dtype,
             device=self.talker.device,
         )
+        self.frame_cache = None
+        if self.direct_predictor:
+            self.frame_cache = FrameCache(
+                layers=predictor_config.num_hidden_layers,
+                slots=slots,
+                kv_heads=predictor_config.num_key_value_heads,
+                head_dim=getattr(
+                    predictor_config,
+                    "head_dim",
+                    predictor_config.hidden_size // predictor_config.num_attention_heads,
+                ),
+                positions=self.groups + 1,
+                dtype=self.talker.dtype,
+                device=self.talker.device,
+            )
 
     @torch.inference_mode()
     def run(
@@ -113,10 +130,10 @@ class Stepper:
         while waiting or active:
             if refill is not None and not waiting and len(active) < width:
                 waiting.extend(refill(width - len(active)))
-            while waiting and len(active) < width:
-                row = waiting.popleft()
-                self._prefill(row, slot=len(active))
-                active.append(row)
+            joining = [waiting.popleft() for _ in range(min(len(waiting), width - len(active)))]
+            if joining:
+                self._prefill(joining, first_slot=len(active))
+                active.extend(joining)
                 self.cache.rows = len(active)
             ended = self._choose([row for row in active if row.code is None])
             for row in ended:
@@ -129,13 +146,22 @@ class Stepper:
 
     # --- one row ---------------------------------------------------------------------------
 
-    def _prefill(self, row: Row, slot: int) -> None:
-        """The row's prompt through the talker alone, as qwen_tts runs it; its cache into
-        ``slot``."""
-        embeds = row.prompt.embeds
-        length = embeds.shape[1]
-        mask = torch.ones((1, length), dtype=torch.long, device=embeds.device)
-        positions = torch.arange(length, device=embeds.device).view(1, 1, -1).expand(3, 1, -1)
+    def _prefill(self, rows: list[Row], first_slot: int) -> None:
+        """The rows' prompts through the talker in one call, each at positions ``0..P-1`` as
+        qwen_tts runs a text alone (shorter prompts padded on the right, where the causal
+        mask keeps them from every real position); their caches into ``first_slot`` on."""
+        lengths = [row.prompt.embeds.shape[1] for row in rows]
+        longest = max(lengths)
+        device = rows[0].prompt.embeds.device
+        embeds = torch.cat(
+            [
+                torch.nn.functional.pad(row.prompt.embeds, (0, 0, 0, longest - length))
+                for row, length in zip(rows, lengths, strict=True)
+            ]
+        )
+        columns = torch.arange(longest, device=device)
+        mask = (columns[None, :] < torch.tensor(lengths, device=device)[:, None]).long()
+        positions = columns.view(1, 1, -1).expand(3, len(rows), -1)
         cache = DynamicCache()
         out = self.talker.model(
             inputs_embeds=embeds,
@@ -144,11 +170,17 @@ class Stepper:
             past_key_values=cache,
             use_cache=True,
         )
-        hidden = out.last_hidden_state
-        row.logits = self.talker.codec_head(hidden)[:, -1, :].float()
-        row.hidden = hidden[:, -1:, :]
+        last = torch.tensor(lengths, device=device) - 1
+        hidden = out.last_hidden_state[torch.arange(len(rows), device=device), last][:, None]
+        logits = self.talker.codec_head(hidden)[:, -1, :].float()
+        for index, row in enumerate(rows):
+            row.logits = logits[index : index + 1]
+            row.hidden = hidden[index : index + 1]
         self.cache.fill(
-            slot, [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers]
+            first_slot,
+            [layer.keys for layer in cache.layers],
+            [layer.values for layer in cache.layers],
+            lengths,
         )
 
     def _choose(self, rows: list[Row]) -> list[Row]:
@@ -229,13 +261,17 @@ class Stepper:
         """The code predictor's codes 1..15 for every row [n, groups - 1], batched; each row
         samples its own."""
         predictor = self.talker.code_predictor
-        cache = DynamicCache()
+        cache = self.frame_cache or DynamicCache()
+        if self.frame_cache is not None:
+            self.frame_cache.start(len(active))
         embeds = predictor.small_to_mtp_projection(inputs)
         chosen = []
         start = 0
         for group in range(self.groups - 1):
             hidden = self._predictor_hidden(embeds, cache, start)
             start += embeds.shape[1]
+            if self.frame_cache is not None:
+                self.frame_cache.advance(embeds.shape[1])
             logits = predictor.lm_head[group](hidden)[:, -1, :].float()
             codes = choose([row.sampler for row in active], logits, talker=False)
             chosen.append(codes)
@@ -245,7 +281,7 @@ class Stepper:
         return torch.stack(chosen, dim=1)
 
     def _predictor_hidden(
-        self, embeds: torch.Tensor, cache: DynamicCache, start: int
+        self, embeds: torch.Tensor, cache: FrameCache | DynamicCache, start: int
     ) -> torch.Tensor:
         """The code predictor's normed hidden states for ``embeds`` at positions ``start``..."""
         model = self.talker.code_predictor.model

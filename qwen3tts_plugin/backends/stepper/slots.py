@@ -56,14 +56,22 @@ class SlotCache:
                 new[:, :, : old.shape[2]] = old
                 store[index] = new
 
-    def fill(self, slot: int, layer_keys: list[torch.Tensor], layer_values: list[torch.Tensor]):
-        """Put a prefilled row's cache ([1, kv_heads, P, head_dim] per layer) in ``slot``."""
-        length = layer_keys[0].shape[2]
-        self.ensure(length + 1)
+    def fill(
+        self,
+        first_slot: int,
+        layer_keys: list[torch.Tensor],
+        layer_values: list[torch.Tensor],
+        lengths: list[int],
+    ) -> None:
+        """Put prefilled rows' caches ([rows, kv_heads, P, head_dim] per layer, row ``i``'s
+        first ``lengths[i]`` positions its own) in slots ``first_slot`` on."""
+        self.ensure(max(lengths) + 1)
         for layer, (k, v) in enumerate(zip(layer_keys, layer_values, strict=True)):
-            self.keys[layer][slot, :, :length] = k[0]
-            self.values[layer][slot, :, :length] = v[0]
-        self.lengths[slot] = length
+            for row, length in enumerate(lengths):
+                self.keys[layer][first_slot + row, :, :length] = k[row, :, :length]
+                self.values[layer][first_slot + row, :, :length] = v[row, :, :length]
+        for row, length in enumerate(lengths):
+            self.lengths[first_slot + row] = length
 
     def clear(self, slot: int) -> None:
         """Zero ``slot`` whole: a row that broke may have left non-finite keys there, and a
@@ -119,3 +127,47 @@ class SlotCache:
         for slot in range(self.rows):
             self.lengths[slot] += 1
         self._positions = None
+
+
+class FrameCache:
+    """The code predictor's keys and values for one frame of every row, preallocated once
+    ([slots, kv_heads, positions, head_dim] per layer) and written over each step, where a
+    transformers ``DynamicCache`` would grow by concatenation 15 times a step.
+
+    The predictor's positions are the same every frame (two inputs, then one per code), so a
+    step writes the same places: ``start(rows)`` begins a frame, ``advance(n)`` moves past
+    the ``n`` positions just written.
+    """
+
+    def __init__(
+        self,
+        layers: int,
+        slots: int,
+        kv_heads: int,
+        head_dim: int,
+        positions: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        shape = (slots, kv_heads, positions, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.rows = 0
+        self.written = 0
+        """Positions of this frame written before the current call."""
+
+    def start(self, rows: int) -> None:
+        self.rows = rows
+        self.written = 0
+
+    def advance(self, positions: int) -> None:
+        self.written += positions
+
+    def update(self, key_states, value_states, layer_idx, cache_kwargs=None):
+        """The transformers cache call: store [rows, kv_heads, n, head_dim] after what this
+        frame holds, return the frame's keys and values so far."""
+        end = self.written + key_states.shape[2]
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        keys[: self.rows, :, self.written : end] = key_states
+        values[: self.rows, :, self.written : end] = value_states
+        return keys[: self.rows, :, :end], values[: self.rows, :, :end]
