@@ -28,6 +28,7 @@ QUICK: dict[str, Any] = {
     "sweep_sizes": (1, 8, 16),
     "long": 1,
     "long_tokens": 8,
+    "stepper": 0,
 }
 FULL: dict[str, Any] = {
     "reg": 15,
@@ -44,6 +45,7 @@ FULL: dict[str, Any] = {
     "sweep_sizes": (1, 2, 4, 8, 16, 32),
     "long": 3,
     "long_tokens": 16,
+    "stepper": 1,
 }
 
 
@@ -53,19 +55,35 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run every benchmark and print a table")
     run.add_argument("--quick", action="store_true", help="fewer repeats (under 3 minutes)")
     run.add_argument("--json", type=Path, help="also write the results here")
+    run.add_argument(
+        "--real",
+        action="store_true",
+        help="also the stepper on the real-size random 0.6B model on the CPU (builds a 2 GB"
+        " checkpoint once; about 6 minutes on 2 cores)",
+    )
     args = parser.parse_args(argv)
     _quiet_logs()
-    results = run_all(QUICK if args.quick else FULL)
+    results = run_all(QUICK if args.quick else FULL, real=args.real)
     print(render(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 
-def run_all(p: dict[str, Any]) -> dict[str, Any]:
+def run_all(p: dict[str, Any], real: bool = False) -> dict[str, Any]:
     from qwen3tts_plugin.testing import tiny_checkpoint
 
-    from . import batch_sizes, cold_start, dubbing, gpu, long_text, per_call, registration
+    from . import (
+        batch_sizes,
+        cold_start,
+        dubbing,
+        gpu,
+        long_text,
+        per_call,
+        registration,
+        stepper,
+        stepper_real,
+    )
 
     started = time.perf_counter()
     model_dir = tiny_checkpoint("custom_voice")
@@ -83,6 +101,13 @@ def run_all(p: dict[str, Any]) -> dict[str, Any]:
     results["long_text"] = long_text.run(model_dir, p["long"], p["long_tokens"])
     results["cold_start"] = cold_start.run(model_dir, p["cold"], p["tokens"])
     results["gpu"] = gpu.run(quick=p is QUICK)
+    if p["stepper"]:
+        results["stepper"] = stepper.run(model_dir, p["stepper"])
+    if real:
+        results["stepper_real"] = {
+            "speed": stepper_real.speed(2),
+            "memory": stepper_real.memory(stepper_real.MEMORY_FRAMES),
+        }
     results["wall_s"] = time.perf_counter() - started
     return results
 
@@ -101,7 +126,7 @@ def machine() -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> str:
-    from . import batch_sizes, long_text
+    from . import batch_sizes, long_text, stepper, stepper_real
 
     def ms(t: dict[str, float]) -> str:
         return f"{t['median'] * 1e3:8.2f} ms  (min {t['min'] * 1e3:.2f}, max {t['max'] * 1e3:.2f})"
@@ -162,6 +187,13 @@ def render(r: dict[str, Any]) -> str:
     else:
         for row in gpu["rows"]:
             lines.append("   " + row)
+    lines.append("10. our decode loop (Backend=stepper) beside qwen_tts's")
+    if "stepper" in r:
+        lines += ["   " + row for row in stepper.rows(r["stepper"])]
+    else:
+        lines.append("   skipped (--quick)")
+    if "stepper_real" in r:
+        lines += ["   " + row for row in stepper_real.rows(r["stepper_real"])]
     lines.append(f"\nwall time {r['wall_s']:.1f} s")
     return "\n".join(lines)
 

@@ -103,6 +103,20 @@ def run(model_dir: Path, repeats: int = 3) -> dict[str, Any]:
     return results
 
 
+def rows(results: dict[str, Any]) -> list[str]:
+    """The figures as table rows (``python -m benchmarks run``)."""
+    ours, theirs, targets = results["stepper"], results["qwen_tts"], results["targets"]
+    return [
+        f"32 mixed-length segments, batch hook: qwen_tts {theirs['mixed_lengths_batch_s']:.2f} s,"
+        f" stepper {ours['mixed_lengths_batch_s']:.2f} s = {targets['mixed_lengths_speedup']}x"
+        " (target >= 2x)",
+        f"the same 32 seeded: qwen_tts {theirs['seeded_batch_s']:.2f} s, stepper"
+        f" {ours['seeded_batch_s']:.2f} s = {targets['seeded_speedup']}x (target >= 3x)",
+        f"16 threads x 4 calls vs 64 in a row: stepper {targets['concurrent_speedup_stepper']}x,"
+        f" qwen_tts {targets['concurrent_speedup_qwen_tts']}x (target >= 3.5x)",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stepper")
     parser.add_argument("--repeats", type=int, default=3)

@@ -243,3 +243,52 @@ def test_a_batch_on_cuda_matches_the_texts_run_alone(pm, tiny, tmp_path, precisi
     record(check="batch_vs_alone", dtype=items[0].result.dtype, max_lsb_diff=worst)
     if precision == "fp32":
         assert worst <= 1
+
+
+def test_stepper_cuda_graphs_give_the_eager_loops_codes_and_time_both(tiny):
+    """Backend=stepper on CUDA replays its steps as CUDA graphs (``graphs.StaticSteps``):
+    the same greedy codes as its eager loop on the card, 8 texts through 4 slots (rows padded
+    up as they end, slots refilled); records both times."""
+    import torch
+
+    from hookspecs import GenerationParams
+    from qwen3tts_plugin.backends import Batch
+    from qwen3tts_plugin.backends.stepper.backend import StepperBackend
+    from qwen3tts_plugin.devices import DevicePlan
+    from qwen3tts_plugin.voices import VoicePlan
+
+    plan = DevicePlan(
+        requested="cuda:0",
+        device="cuda:0",
+        source="config",
+        dtype="float32",
+        attn_implementation="sdpa",
+        why="gpu check",
+        backend="stepper",
+        backend_source="config",
+    )
+    graphed = StepperBackend.load(tiny["custom_voice"], plan)
+    eager = StepperBackend(graphed.model, plan)
+    eager.static_steps = False
+    texts = tuple(f"Line {i}: " + "the river bends " * (i + 1) for i in range(8))
+    voice = VoicePlan("custom_voice", "auto", "vivian")
+    batch = Batch(
+        texts, (voice,) * 8, GenerationParams(do_sample=False, max_new_tokens=48), slots=4
+    )
+    try:
+        timings = {}
+        outputs = {}
+        for name, backend in (("graphs", graphed), ("eager", eager)):
+            backend.generate(batch)  # first run: captures (graphs), warms up (eager)
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+            outputs[name] = backend.generate(batch)
+            torch.cuda.synchronize()
+            timings[name] = time.perf_counter() - started
+        assert graphed.stepper(4).static is not None and eager.stepper(4).static is None
+        for a, b in zip(outputs["graphs"], outputs["eager"], strict=True):
+            assert a.shape == b.shape
+            assert abs(a - b).max() <= 1e-4
+        record(check="stepper_cuda_graphs", **{f"{k}_s": round(v, 3) for k, v in timings.items()})
+    finally:
+        graphed.release()

@@ -385,3 +385,19 @@ def test_the_own_codec_decode_gives_qwen_tts_samples_bit_for_bit(backends, frame
         actual = backend.codec().decode(padded)
         assert actual.shape == expected.shape == (frames * 1920,)
         np.testing.assert_array_equal(actual, expected)
+
+
+def test_fixed_shape_steps_give_qwen_tts_codes_too(voices, backends):
+    """The CUDA-graph path's fixed shapes, run eagerly on the CPU (no GPU here to capture
+    on): rows padded up to 1/2/4/8 as texts end, the talker attending over the whole cache
+    capacity behind a mask, the predictor's fixed cache places; greedy and seeded."""
+    path, voice = voices["custom_voice"]
+    shared = backends[str(path)]
+    backend = StepperBackend(shared.model, PLAN)
+    backend.static_steps = True
+    expected = reference(shared, TEXTS, voice, GREEDY)
+    assert_same(stepped(backend, TEXTS, voice, GREEDY), expected)
+    assert_same(stepped(backend, TEXTS, voice, GREEDY, slots=3), expected)
+    seeded = stepped_alone(shared, TEXTS, voice, SEEDED)
+    assert_same(stepped(backend, TEXTS, voice, SEEDED), seeded)
+    assert backend.stepper(8).static is not None

@@ -61,12 +61,16 @@ class StepperBackend(QwenTtsBackend):
     def __init__(self, model, plan: DevicePlan) -> None:
         super().__init__(model, plan)
         self._stepper: Stepper | None = None
+        self.static_steps: bool | None = None
+        """Fixed-shape steps (CUDA graphs on CUDA): None decides by device (``Stepper``)."""
         self._codec: CodecDecoder | None = None
 
     def stepper(self, slots: int) -> Stepper:
         """The loop, with at least ``slots`` slots (kept between calls, with its cache)."""
         if self._stepper is None or self._stepper.slots < slots:
-            self._stepper = Stepper(self.model.model, slots, self.plan.attn_implementation)
+            self._stepper = Stepper(
+                self.model.model, slots, self.plan.attn_implementation, self.static_steps
+            )
         return self._stepper
 
     def codec(self) -> CodecDecoder:

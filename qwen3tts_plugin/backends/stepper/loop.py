@@ -27,6 +27,7 @@ from transformers.cache_utils import DynamicCache
 
 from hookspecs import TtsError
 
+from .graphs import StaticSteps
 from .prompts import RowPrompt
 from .sampling import RowSampler, TalkerRules, choose
 from .slots import FrameCache, SlotCache
@@ -68,9 +69,17 @@ class Row:
 class Stepper:
     """Runs rows through ``slots`` slots on one loaded qwen_tts model."""
 
-    def __init__(self, model, slots: int, attn_implementation: str = "sdpa") -> None:
+    def __init__(
+        self,
+        model,
+        slots: int,
+        attn_implementation: str = "sdpa",
+        static: bool | None = None,
+    ) -> None:
         """``model`` is qwen_tts's ``Qwen3TTSForConditionalGeneration`` (the wrapper's
-        ``.model``), loaded with ``attn_implementation``."""
+        ``.model``), loaded with ``attn_implementation``. ``static``: run each step with
+        fixed shapes (``graphs.StaticSteps``), captured as CUDA graphs on CUDA; None: on
+        CUDA with sdpa attention, not elsewhere."""
         self.talker = model.talker
         self.slots = slots
         predictor_config = self.talker.code_predictor.model.config
@@ -107,6 +116,12 @@ class Stepper:
                 dtype=self.talker.dtype,
                 device=self.talker.device,
             )
+        on_cuda = self.talker.device.type == "cuda"
+        if static is None:
+            static = on_cuda and self.direct_predictor
+        if static and not self.direct_predictor:
+            raise ValueError("fixed-shape steps need sdpa attention and full-attention layers")
+        self.static = StaticSteps(self, capture=on_cuda) if static else None
 
     @torch.inference_mode()
     def run(
@@ -237,7 +252,11 @@ class Stepper:
         codes = torch.tensor([[row.code] for row in active], device=talker.device)
         first = talker.get_input_embeddings()(codes)  # [n, 1, D]
         hidden = torch.cat([row.hidden for row in active], dim=0)
-        rest = self._predict(active, torch.cat((hidden, first), dim=1))  # [n, groups - 1]
+        predictor_inputs = torch.cat((hidden, first), dim=1)
+        if self.static is not None:
+            rest = self._predict_static(active, predictor_inputs)  # [n, groups - 1]
+        else:
+            rest = self._predict(active, predictor_inputs)
         predictor_embeddings = talker.code_predictor.get_input_embeddings()
         embeds = [first] + [
             predictor_embeddings[i](rest[:, i : i + 1]) for i in range(self.groups - 1)
@@ -251,8 +270,11 @@ class Stepper:
         for index, row in enumerate(active):
             row.frames.append(torch.cat((codes[index], rest[index])))
             row.code = None
-        out = self._talker_step(inputs)
-        logits = talker.codec_head(out)[:, -1, :].float()
+        if self.static is not None:
+            out, logits = self.static.talker_step(inputs)
+        else:
+            out = self._talker_step(inputs)
+            logits = talker.codec_head(out)[:, -1, :].float()
         for index, row in enumerate(active):
             row.logits = logits[index : index + 1]
             row.hidden = out[index : index + 1, -1:, :]
@@ -268,7 +290,7 @@ class Stepper:
         chosen = []
         start = 0
         for group in range(self.groups - 1):
-            hidden = self._predictor_hidden(embeds, cache, start)
+            hidden = self.predictor_hidden(embeds, cache, start)
             start += embeds.shape[1]
             if self.frame_cache is not None:
                 self.frame_cache.advance(embeds.shape[1])
@@ -280,7 +302,17 @@ class Stepper:
                 embeds = predictor.small_to_mtp_projection(embedding(codes[:, None]))
         return torch.stack(chosen, dim=1)
 
-    def _predictor_hidden(
+    def _predict_static(self, active: list[Row], inputs: torch.Tensor) -> torch.Tensor:
+        """``_predict`` through the fixed-shape sub-steps (sampling between them)."""
+        chosen = []
+        given = inputs
+        for group in range(self.groups - 1):
+            logits = self.static.predictor_logits(group, len(active), given)
+            given = choose([row.sampler for row in active], logits, talker=False)
+            chosen.append(given)
+        return torch.stack(chosen, dim=1)
+
+    def predictor_hidden(
         self, embeds: torch.Tensor, cache: FrameCache | DynamicCache, start: int
     ) -> torch.Tensor:
         """The code predictor's normed hidden states for ``embeds`` at positions ``start``..."""
@@ -306,9 +338,16 @@ class Stepper:
     def _talker_step(self, inputs: torch.Tensor) -> torch.Tensor:
         """One token per row through the talker's layers, each at its own position against its
         own cache; the normed hidden states [n, 1, D]."""
+        mask = self.cache.begin_step()
+        hidden = self.talker_layers(inputs, mask)
+        self.cache.end_step()
+        return hidden
+
+    def talker_layers(self, inputs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``inputs`` [n, 1, D] through the talker's layers and norm, at the positions of the
+        step the slot cache has begun."""
         model = self.talker.model
         cache = self.cache
-        mask = cache.begin_step()
         positions = cache.positions().view(1, -1, 1).expand(3, -1, -1)
         position_embeddings = model.rotary_emb(inputs, positions)
         hidden = inputs
@@ -321,5 +360,4 @@ class Stepper:
                 use_cache=True,
                 position_embeddings=position_embeddings,
             )[0]
-        cache.end_step()
         return model.norm(hidden)

@@ -36,6 +36,9 @@ class SlotCache:
         """Slots in use (``0..rows-1``)."""
         self._positions: torch.Tensor | None = None
         self._width = 0
+        self._static_positions = torch.zeros(slots, dtype=torch.long, device=device)
+        self.generation = 0
+        """Bumped when the buffers are replaced (growth): graphs over the old ones are stale."""
 
     @property
     def capacity(self) -> int:
@@ -55,6 +58,7 @@ class SlotCache:
                 new = old.new_zeros((*old.shape[:2], grown, old.shape[3]))
                 new[:, :, : old.shape[2]] = old
                 store[index] = new
+        self.generation += 1
 
     def fill(
         self,
@@ -100,9 +104,27 @@ class SlotCache:
         self._positions = torch.tensor(lengths, device=device)
         if min(lengths) == max(lengths):
             return None
-        columns = torch.arange(self._width, device=device)
+        return self.step_mask()
+
+    def begin_static_step(self, size: int) -> None:
+        """Prepare one fixed-shape decode step of ``size`` rows (``rows`` in use, the rest
+        free slots at position 0): attention over the whole capacity, positions in a buffer
+        that stays put (``step_mask`` reads it), so the step can be captured once."""
+        lengths = self.lengths[: self.rows]
+        self.ensure(max(lengths) + 1)
+        padded = lengths + [0] * (size - len(lengths))
+        self._static_positions[:size].copy_(torch.tensor(padded), non_blocking=True)
+        self._positions = self._static_positions[:size]
+        self._width = self.capacity
+        self.rows = size
+
+    def step_mask(self) -> torch.Tensor:
+        """The step's additive attention mask [rows, 1, 1, width]: each row sees its own
+        positions up to its new one (tensor work only, so a captured step builds it too)."""
+        assert self._positions is not None
+        columns = torch.arange(self._width, device=self._positions.device)
         masked = columns[None, :] > self._positions[:, None]
-        mask = torch.zeros(masked.shape, dtype=self.keys[0].dtype, device=device)
+        mask = torch.zeros(masked.shape, dtype=self.keys[0].dtype, device=masked.device)
         mask.masked_fill_(masked, torch.finfo(mask.dtype).min)
         return mask[:, None, None, :]
 
@@ -122,8 +144,11 @@ class SlotCache:
             : self.rows, :, :width
         ]
 
-    def end_step(self) -> None:
-        """Every row in the step is one position longer."""
+    def end_step(self, rows: int | None = None) -> None:
+        """Every row in the step is one position longer (``rows``: the rows in use of a
+        fixed-shape step, whose padding rows stay free)."""
+        if rows is not None:
+            self.rows = rows
         for slot in range(self.rows):
             self.lengths[slot] += 1
         self._positions = None
