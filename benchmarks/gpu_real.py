@@ -43,7 +43,16 @@ from typing import Any
 from .real_checkpoint import folder_bytes, real_size_checkpoint
 from .stats import Timing
 
-__all__ = ["SEGMENTS", "measure", "rows", "run_benchmark", "sampling"]
+__all__ = [
+    "SAMPLES_PER_FRAME",
+    "SAMPLE_RATE",
+    "SEGMENTS",
+    "SPEAKER",
+    "measure",
+    "rows",
+    "run_benchmark",
+    "sampling",
+]
 
 SAMPLE_RATE = 24_000
 SAMPLES_PER_FRAME = 1920  # 12.5 frames per second of 24 kHz audio

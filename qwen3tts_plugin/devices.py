@@ -176,6 +176,28 @@ class DevicePlan:
     backend_source: str = "auto"
     """'config' when the Backend setting named the backend, 'auto' when the engine chose."""
 
+    @classmethod
+    def named(
+        cls,
+        device: str,
+        backend: str,
+        dtype: str = "float32",
+        why: str = "named by the caller",
+        backend_source: str = "config",
+    ) -> DevicePlan:
+        """A plan whose every choice is given, nothing detected (tests, benchmarks, checks):
+        ``device`` as asked, sdpa attention."""
+        return cls(
+            requested=device,
+            device=device,
+            source="config",
+            dtype=dtype,
+            attn_implementation="sdpa",
+            why=why,
+            backend=backend,
+            backend_source=backend_source,
+        )
+
     @property
     def is_cuda(self) -> bool:
         return self.device.startswith("cuda")

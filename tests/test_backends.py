@@ -28,16 +28,7 @@ def batch(texts, params, exact=False):
 
 
 def cpu_plan(dtype="float32", backend="qwen_tts", backend_source="auto"):
-    return DevicePlan(
-        requested="cpu",
-        device="cpu",
-        source="config",
-        dtype=dtype,
-        attn_implementation="sdpa",
-        why="test",
-        backend=backend,
-        backend_source=backend_source,
-    )
+    return DevicePlan.named("cpu", backend, dtype, "test", backend_source)
 
 
 def dtypes(model):

@@ -257,16 +257,7 @@ def test_stepper_cuda_graphs_give_the_eager_loops_codes_and_time_both(tiny):
     from qwen3tts_plugin.devices import DevicePlan
     from qwen3tts_plugin.voices import VoicePlan
 
-    plan = DevicePlan(
-        requested="cuda:0",
-        device="cuda:0",
-        source="config",
-        dtype="float32",
-        attn_implementation="sdpa",
-        why="gpu check",
-        backend="stepper",
-        backend_source="config",
-    )
+    plan = DevicePlan.named("cuda:0", "stepper", why="gpu check")
     graphed = StepperBackend.load(tiny["custom_voice"], plan)
     eager = StepperBackend(graphed.model, plan)
     eager.static_steps = False

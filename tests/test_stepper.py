@@ -36,16 +36,7 @@ TEXTS = [
 ]
 GREEDY = GenerationParams(do_sample=False, max_new_tokens=40)
 SEEDED = GenerationParams(do_sample=True, seed=11, max_new_tokens=24)
-PLAN = DevicePlan(
-    requested="cpu",
-    device="cpu",
-    source="config",
-    dtype="float32",
-    attn_implementation="sdpa",
-    why="test",
-    backend="stepper",
-    backend_source="config",
-)
+PLAN = DevicePlan.named("cpu", "stepper", why="test")
 
 
 @pytest.fixture(scope="module")

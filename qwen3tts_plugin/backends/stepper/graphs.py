@@ -78,7 +78,9 @@ class StaticSteps:
         self.predictor_inputs = torch.zeros((slots, 2, width), dtype=dtype, device=device)
         self.predictor_codes = torch.zeros((slots,), dtype=torch.long, device=device)
         self.predictor = predictor
-        self._talker: dict[tuple[int, int], Replay] = {}
+        self._talker: dict[int, Replay] = {}
+        """Talker replays per size, over the slot cache's buffers of ``_generation``."""
+        self._generation = stepper.cache.generation
         self._predictor: dict[tuple[int, int], Replay] = {}
 
     def size_for(self, rows: int) -> int:
@@ -97,10 +99,12 @@ class StaticSteps:
         cache = self.stepper.cache
         cache.begin_static_step(size)
         self.talker_inputs[:rows].copy_(inputs)
-        key = (size, cache.generation)
-        if key not in self._talker:
-            self._talker[key] = Replay(lambda: self._talker_function(size), self.capture)
-        hidden, logits = self._talker[key]()
+        if self._generation != cache.generation:  # the cache grew: graphs over old buffers
+            self._talker.clear()
+            self._generation = cache.generation
+        if size not in self._talker:
+            self._talker[size] = Replay(lambda: self._talker_function(size), self.capture)
+        hidden, logits = self._talker[size]()
         cache.end_step(rows)
         return hidden[:rows], logits[:rows]
 
@@ -135,8 +139,6 @@ class StaticSteps:
             codes = self.predictor_codes[:size, None]
             embeds = predictor.small_to_mtp_projection(embedding(codes))
             start = group + 1  # two inputs for group 0, then one per group
-        frame_cache = self.stepper.frame_cache
-        frame_cache.rows = size
-        frame_cache.written = start
+        frame_cache = self.stepper.frame_cache.at(size, start)
         hidden = self.stepper.predictor_hidden(embeds, frame_cache, start)
         return predictor.lm_head[group](hidden)[:, -1, :].float()

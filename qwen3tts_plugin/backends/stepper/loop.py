@@ -283,17 +283,14 @@ class Stepper:
         """The code predictor's codes 1..15 for every row [n, groups - 1], batched; each row
         samples its own."""
         predictor = self.talker.code_predictor
-        cache = self.frame_cache or DynamicCache()
-        if self.frame_cache is not None:
-            self.frame_cache.start(len(active))
+        dynamic = DynamicCache() if self.frame_cache is None else None
         embeds = predictor.small_to_mtp_projection(inputs)
         chosen = []
         start = 0
         for group in range(self.groups - 1):
+            cache = dynamic if dynamic is not None else self.frame_cache.at(len(active), start)
             hidden = self.predictor_hidden(embeds, cache, start)
             start += embeds.shape[1]
-            if self.frame_cache is not None:
-                self.frame_cache.advance(embeds.shape[1])
             logits = predictor.lm_head[group](hidden)[:, -1, :].float()
             codes = choose([row.sampler for row in active], logits, talker=False)
             chosen.append(codes)

@@ -160,8 +160,7 @@ class FrameCache:
     transformers ``DynamicCache`` would grow by concatenation 15 times a step.
 
     The predictor's positions are the same every frame (two inputs, then one per code), so a
-    step writes the same places: ``start(rows)`` begins a frame, ``advance(n)`` moves past
-    the ``n`` positions just written.
+    step writes the same places: ``at(rows, written)`` says where the next call writes.
     """
 
     def __init__(
@@ -181,12 +180,11 @@ class FrameCache:
         self.written = 0
         """Positions of this frame written before the current call."""
 
-    def start(self, rows: int) -> None:
+    def at(self, rows: int, written: int) -> FrameCache:
+        """Ready for a call over ``rows`` rows whose frame holds ``written`` positions."""
         self.rows = rows
-        self.written = 0
-
-    def advance(self, positions: int) -> None:
-        self.written += positions
+        self.written = written
+        return self
 
     def update(self, key_states, value_states, layer_idx, cache_kwargs=None):
         """The transformers cache call: store [rows, kv_heads, n, head_dim] after what this
