@@ -1,27 +1,34 @@
 """Whose turn it is on the one resident model, and which waiting jobs share that turn.
 
-One run at a time. A run is a leader job plus the waiting jobs that may share its generate
-call (the same non-None ``batch_key``), up to the leader's ``limit``, taken in arrival order.
-So calls that arrive while a generate runs join the next run instead of waiting one by one,
-and a lone call on an idle engine starts at once, in its own thread.
+One run at a time, on the scheduler's own thread; callers only queue jobs and wait for their
+outcomes. A run is a leader job plus the waiting jobs that may share its generate call (the
+same non-None ``batch_key``), up to the leader's ``limit``, taken in arrival order. So calls
+that arrive while a generate runs join the next run instead of waiting one by one, and a lone
+call on an idle engine starts at once.
 
 The leader is the longest-waiting job, except that a job for the model already in memory goes
 before jobs that would replace it, so a settings change does not make the engine reload back
 and forth between two models while both kinds of jobs are queued. That preference is bounded:
 after ``max_in_a_row`` such runs while another model is wanted, the longest-waiting job leads.
 
-There is no worker thread: the caller that owns a run's leader executes the whole run, other
-callers' jobs included, and every caller returns once its own jobs are done, with their
-outcomes. A run may grow while it executes: ``admit`` takes waiting jobs that could have
-joined it (equal batch key) into it, and ``settle`` hands a job's outcome to its caller before
-the run ends (a decode loop that gives an ended text's slot to the next one uses both). A
-turn that needs the engine to itself (making a model resident, releasing it) is an ``alone``
-action: it runs between runs, never beside one.
+A run may grow while it executes: ``admit`` takes waiting jobs that could have joined it
+(equal batch key) into it, and ``settle`` hands a job's outcome to its caller before the run
+ends (a decode loop that gives an ended text's slot to the next one uses both). Since no
+caller drives the run, it keeps taking jobs after its first caller has returned; it stops at
+the first waiting job that cannot join, so that job is next. A caller that stops waiting
+(KeyboardInterrupt) withdraws its jobs: queued ones are dropped, running ones are marked
+(``withdrawn``) so the run can stop spending work on them. A turn that needs the engine to
+itself (making a model resident, releasing it) is an ``alone`` action: it runs between runs,
+never beside one. At interpreter exit every scheduler is closed (``close``): a process that
+stops on Ctrl-C does not tear torch down under a run still executing.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextvars
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -48,31 +55,37 @@ T = TypeVar("T")
 
 
 class Scheduler(Generic[J, R]):
-    """Runs jobs one run at a time; compatible waiting jobs share a run (bounded)."""
+    """Runs jobs one run at a time on its own thread; compatible waiting jobs share a run."""
 
     def __init__(
         self,
         execute: Callable[[list[J]], list[R]],
         resident_key: Callable[[], Hashable | None],
         max_in_a_row: int = 16,
+        thread_name: str = "qwen3tts-engine",
     ):
         """``execute(run)`` runs a list of jobs that share one turn and returns one outcome per
-        job, in order (it may be called again for the same jobs: see ``run``);
-        ``resident_key()`` names the model in memory (None: none)."""
+        job, in order; ``resident_key()`` names the model in memory (None: none). Runs
+        execute on a daemon thread named ``thread_name``, started when jobs arrive on an idle
+        scheduler and ended when none is left, each in the context (``contextvars``) of its
+        first job's caller."""
         self._execute_run = execute
         self._resident_key = resident_key
         self._max_in_a_row = max_in_a_row
+        self._thread_name = thread_name
         self._cond = threading.Condition()
         self._waiting: list[_Ticket] = []
-        self._busy = False
+        self._worker: threading.Thread | None = None
         self._in_a_row = 0
         self._running: list[_Ticket] | None = None
         """The tickets of the run executing now (it grows when ``admit`` takes jobs)."""
+        self._closed = False
+        _OPEN.add(self)
 
     @property
     def busy(self) -> bool:
         """Whether a run holds the turn now."""
-        return self._busy
+        return self._running is not None
 
     @property
     def pending(self) -> int:
@@ -80,31 +93,31 @@ class Scheduler(Generic[J, R]):
         return len(self._waiting)
 
     def run(self, jobs: Sequence[J]) -> list[R]:
-        """Queue ``jobs`` (in this order); return their outcomes, in order, once each has been
-        executed.
+        """Queue ``jobs`` (in this order); return their outcomes, in order, once each has one.
 
-        Runs this caller leads execute in this thread, others' jobs that joined them included.
-        An exception ``execute`` raises is re-raised here when this thread ran it, and as a
-        ``RuntimeError`` from it in the other callers of that run. A caller interrupted
-        (KeyboardInterrupt) withdraws its jobs; others' jobs of a run it was executing go back
-        to the front of the queue and are executed again, so ``execute`` must be safe to repeat.
+        An exception ``execute`` raises is re-raised in the caller of the run's first job, and
+        as a ``RuntimeError`` from it in the run's other callers. A caller interrupted while
+        waiting (KeyboardInterrupt) withdraws its jobs (see ``withdrawn``); the others' jobs
+        go on. ``RuntimeError`` once the scheduler is closed.
         """
         return self._queue(list(jobs))
 
     def admit(self, lead: J, limit: int) -> list[J]:
         """Up to ``limit`` waiting jobs that may share ``lead``'s run (its batch key), taken
-        into that run, in arrival order; called from the run's ``execute``, which then owes
-        them outcomes too (after the ones it was given, in the order admitted)."""
+        into that run, in arrival order, up to the first waiting job that may not; called
+        from the run's ``execute``, which then owes them outcomes too (after the ones it was
+        given, in the order admitted)."""
         key = lead.batch_key
         with self._cond:
             run = self._running
             if key is None or limit <= 0 or run is None or run[0].job is not lead:
                 return []
-            if all(ticket.done for ticket in run if ticket.owner is run[0].owner):
-                return []  # the leader's caller waits for this run: let it end
-            taken = [ticket for ticket in self._waiting if ticket.job.batch_key == key][:limit]
-            ids = {id(ticket) for ticket in taken}
-            self._waiting = [ticket for ticket in self._waiting if id(ticket) not in ids]
+            taken = []
+            for ticket in self._waiting:
+                if len(taken) == limit or ticket.job.batch_key != key:
+                    break  # FIFO: a job that cannot join leads the next run
+                taken.append(ticket)
+            del self._waiting[: len(taken)]
             run.extend(taken)
             return [ticket.job for ticket in taken]
 
@@ -112,12 +125,34 @@ class Scheduler(Generic[J, R]):
         """Give ``job`` (of the run executing now) its outcome at once: its caller returns as
         soon as all its jobs are settled, without waiting for the rest of the run."""
         with self._cond:
-            for ticket in self._running or []:
-                if ticket.job is job and not ticket.done:
-                    ticket.done, ticket.outcome = True, outcome
-                    ticket.ran_here = False  # nothing to raise: an outcome, not a failure
-                    self._cond.notify_all()
-                    return
+            ticket = self._ticket_running(job)
+            if ticket is not None and not ticket.done:
+                ticket.done, ticket.outcome = True, outcome
+                self._cond.notify_all()
+
+    def withdrawn(self, job: J) -> bool:
+        """Whether ``job`` (of the run executing now) was withdrawn by its caller, or the
+        scheduler closed: nobody waits for its outcome any more."""
+        with self._cond:
+            ticket = self._ticket_running(job)
+            return ticket is not None and (ticket.withdrawn or self._closed)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Take no more jobs, fail the queued ones (``RuntimeError``), mark the running ones
+        withdrawn, and wait up to ``timeout`` seconds for the run executing now to end.
+        Whether it ended (a run that does not look at ``withdrawn`` goes on to its end)."""
+        with self._cond:
+            self._closed = True
+            closed = RuntimeError("the engine's scheduler was closed")
+            for ticket in self._waiting:
+                ticket.done, ticket.failure, ticket.first = True, closed, True
+            self._waiting = []
+            self._cond.notify_all()
+            worker = self._worker
+        if worker is None or worker is threading.current_thread():
+            return True
+        worker.join(timeout)
+        return not worker.is_alive()
 
     def alone(self, load_key: Hashable | None, action: Callable[[], T]) -> T:
         """``action()`` in a turn of its own, between runs; its value, or what it raised.
@@ -130,63 +165,59 @@ class Scheduler(Generic[J, R]):
 
     def _queue(self, jobs: list[Any]) -> list[Any]:
         me = object()  # this call: owns its tickets
-        tickets = [_Ticket(job, me) for job in jobs]
+        context = contextvars.copy_context()
+        tickets = [_Ticket(job, me, context) for job in jobs]
         with self._cond:
+            if self._closed:
+                raise RuntimeError("the engine's scheduler was closed")
+            self._waiting.extend(tickets)
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name=self._thread_name, daemon=True
+                )
+                self._worker.start()
             try:
-                self._waiting.extend(tickets)
-                self._dispatch()
                 while not all(ticket.done for ticket in tickets):
-                    lead = next((t for t in tickets if t.run is not None), None)
-                    if lead is None:
-                        self._cond.wait()
-                    else:
-                        self._execute(lead)
+                    self._cond.wait()
             except BaseException:
                 self._withdraw(tickets, me)
                 raise
         for ticket in tickets:
-            if ticket.failure is not None and ticket.ran_here:
+            if ticket.failure is not None and ticket.first:
                 raise ticket.failure
         for ticket in tickets:
             if ticket.failure is not None:
                 raise RuntimeError("a run this caller's job shared failed") from ticket.failure
         return [ticket.outcome for ticket in tickets]
 
-    def _execute(self, lead: _Ticket) -> None:
-        """Execute ``lead``'s run outside the lock (the caller holds it), then pass the turn."""
-        run = lead.run or []
-        failure: Exception | None = None
-        outcomes: list[Any] = [None] * len(run)
-        interrupted = True
+    def _work(self) -> None:
+        """The scheduler's thread: runs until no job waits."""
+        with self._cond:
+            while self._waiting and not self._closed:
+                self._execute(self._next_run())
+            self._worker = None
+
+    def _execute(self, run: list[_Ticket]) -> None:
+        """Execute ``run`` outside the lock (the worker holds it), then hand out outcomes."""
+        failure: BaseException | None = None
+        outcomes: list[Any] = []
+        self._running = run
+        self._cond.release()
         try:
-            lead.run = None
-            self._running = run
-            self._cond.release()
-            try:
-                outcomes = self._outcomes([ticket.job for ticket in run])
-                interrupted = False
-            except Exception as exc:  # noqa: BLE001 - handed to the callers (see run)
-                failure = exc
-                interrupted = False
-            finally:
-                self._cond.acquire()
-                self._running = None
+            outcomes = run[0].context.run(self._outcomes, [ticket.job for ticket in run])
+        except BaseException as exc:  # noqa: BLE001 - handed to the callers (see run)
+            failure = exc
         finally:
-            if interrupted:  # others' unsettled jobs go back to the front of the queue
-                self._waiting[:0] = [
-                    ticket for ticket in run if ticket.owner is not lead.owner and not ticket.done
-                ]
-            else:
-                if failure is not None:
-                    outcomes = [None] * len(run)
-                for ticket, outcome in zip(run, outcomes, strict=True):
-                    if ticket.done:  # settled during the run
-                        continue
-                    ticket.done, ticket.failure, ticket.outcome = True, failure, outcome
-                    ticket.ran_here = ticket.owner is lead.owner
-            self._busy = False
-            self._dispatch()
-            self._cond.notify_all()
+            self._cond.acquire()
+            self._running = None
+        if failure is not None:
+            outcomes = [None] * len(run)
+        for ticket, outcome in zip(run, outcomes, strict=True):
+            if ticket.done:  # settled during the run, or withdrawn
+                continue
+            ticket.done, ticket.failure, ticket.outcome = True, failure, outcome
+            ticket.first = ticket.owner is run[0].owner
+        self._cond.notify_all()
 
     def _outcomes(self, jobs: list[Any]) -> list[Any]:
         """One outcome per job (admitted ones included): an ``alone`` action's value, or what
@@ -200,21 +231,19 @@ class Scheduler(Generic[J, R]):
         return outcomes
 
     def _withdraw(self, mine: list[_Ticket], me: object) -> None:
-        """Take an interrupted caller's jobs out; a run it was to lead goes back in the queue."""
+        """An interrupted caller's jobs: queued ones dropped, running ones marked."""
         self._waiting = [ticket for ticket in self._waiting if ticket.owner is not me]
         for ticket in mine:
-            if ticket.run is not None:
-                self._waiting[:0] = [other for other in ticket.run if other.owner is not me]
-                ticket.run = None
-                self._busy = False
+            ticket.withdrawn = not ticket.done
             ticket.done = True
-        self._dispatch()
         self._cond.notify_all()
 
-    def _dispatch(self) -> None:
-        """Pick the next run and wake its owner (caller holds the lock)."""
-        if self._busy or not self._waiting:
-            return
+    def _ticket_running(self, job: Any) -> _Ticket | None:
+        """``job``'s ticket in the run executing now (caller holds the lock)."""
+        return next((ticket for ticket in self._running or [] if ticket.job is job), None)
+
+    def _next_run(self) -> list[_Ticket]:
+        """Take the next run out of the queue (caller holds the lock; the queue is not empty)."""
         lead = self._leader()
         self._in_a_row = self._in_a_row + 1 if lead is not self._waiting[0] else 0
         run = [lead]
@@ -228,9 +257,7 @@ class Scheduler(Generic[J, R]):
                     run.append(ticket)
         taken = {id(ticket) for ticket in run}
         self._waiting = [ticket for ticket in self._waiting if id(ticket) not in taken]
-        lead.run = run
-        self._busy = True
-        self._cond.notify_all()
+        return run
 
     def _leader(self) -> _Ticket:
         if self._in_a_row < self._max_in_a_row:
@@ -240,6 +267,16 @@ class Scheduler(Generic[J, R]):
                     if ticket.job.load_key == resident:
                         return ticket
         return self._waiting[0]
+
+
+_OPEN: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+"""Every scheduler not yet garbage-collected, to close at interpreter exit."""
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for scheduler in list(_OPEN):
+        scheduler.close()
 
 
 class _Alone:
@@ -257,13 +294,14 @@ class _Alone:
 class _Ticket:
     """A queued job (or ``alone`` action), and what became of it."""
 
-    __slots__ = ("done", "failure", "job", "outcome", "owner", "ran_here", "run")
+    __slots__ = ("context", "done", "failure", "first", "job", "outcome", "owner", "withdrawn")
 
-    def __init__(self, job: Any, owner: object):
+    def __init__(self, job: Any, owner: object, context: contextvars.Context):
         self.job = job
         self.owner = owner  # the run() call that queued it
-        self.run: list[_Ticket] | None = None  # set on the leader when its run may start
+        self.context = context  # its caller's, for a run it leads
         self.done = False
-        self.failure: Exception | None = None
+        self.failure: BaseException | None = None
         self.outcome: Any = None
-        self.ran_here = False  # executed by its own caller's thread
+        self.first = False  # its caller queued the first job of the run that failed
+        self.withdrawn = False  # its caller stopped waiting before it had an outcome

@@ -79,7 +79,8 @@ def generate(
 
     With ``scheduler`` (the one executing this run), a backend that frees a slot when a piece
     ends (the stepper) takes waiting pieces that could have joined the run into it, and each
-    piece's outcome goes to its caller as soon as it is in. A failed load or generate call
+    piece's outcome goes to its caller as soon as it is in; a piece whose caller stopped
+    waiting leaves the run at once. A failed load or generate call
     fails every piece of the run; a bad waveform fails only its own piece. Pieces queued
     before a load of the same model failed get that failure without a second try. Never
     raises for an engine failure.
@@ -102,6 +103,7 @@ def generate(
             slots=plan.batch_size,
             admit=admit if scheduler is not None else None,
             settle=settle if scheduler is not None else None,
+            withdrawn=withdrawn if scheduler is not None else None,
         )
 
     # admit and settle run inside backend.generate, once backend, load_s and started are set
@@ -116,6 +118,10 @@ def generate(
         outcome = _checked(tasks[index], waveform, call_so_far(), backend)
         settled[index] = outcome
         scheduler.settle(tasks[index], outcome)
+
+    def withdrawn(index: int) -> bool:
+        assert scheduler is not None
+        return scheduler.withdrawn(tasks[index])
 
     def call_so_far() -> GenerateCall:
         return GenerateCall(

@@ -6,6 +6,8 @@ the scheduler reports the expected number of queued jobs before it opens the gat
 
 from __future__ import annotations
 
+import _thread
+import contextvars
 import threading
 import time
 from dataclasses import dataclass
@@ -74,13 +76,24 @@ def queue_behind_a_holder(scheduler, record, groups):
     return [run for run in record.runs if run != ["holder"]]
 
 
-def test_a_lone_job_on_an_idle_scheduler_runs_at_once_in_the_callers_thread():
+def test_a_lone_job_on_an_idle_scheduler_runs_at_once_on_the_schedulers_thread():
+    """Callers only wait: the run executes on the scheduler's own thread, which ends when
+    nothing is left (no thread outlives the work)."""
     record = Recorder()
-    scheduler = Scheduler(record, lambda: None)
+    scheduler = Scheduler(record, lambda: None, thread_name="engine-under-test")
     assert scheduler.run([Job("solo")]) == ["solo in a run of 1"]
     assert record.runs == [["solo"]]
-    assert record.threads == [threading.current_thread().name]
+    assert record.threads == ["engine-under-test"]
     assert (scheduler.busy, scheduler.pending) == (False, 0)
+    wait_for(lambda: "engine-under-test" not in [t.name for t in threading.enumerate()])
+
+
+def test_a_run_executes_in_its_first_callers_context():
+    """What the caller bound in its context (a request id for the logs) is there in the run."""
+    request = contextvars.ContextVar("request", default=None)
+    scheduler = Scheduler(lambda run: [request.get()] * len(run), lambda: None)
+    request.set("preview-7")
+    assert scheduler.run([Job("a")]) == ["preview-7"]
 
 
 def test_one_run_at_a_time():
@@ -264,46 +277,51 @@ def test_a_failing_execute_reaches_every_caller_in_the_run_and_the_scheduler_goe
     assert runs[-1] == ["after"] and (scheduler.busy, scheduler.pending) == (False, 0)
 
 
-def test_an_interrupted_leader_hands_the_other_callers_jobs_back():
-    """KeyboardInterrupt in the thread running a shared run: that caller's job is dropped,
-    the other caller's job goes back in the queue and its owner runs it."""
+def test_an_interrupted_caller_withdraws_its_jobs_and_the_run_goes_on_for_the_others():
+    """KeyboardInterrupt in a caller waiting for a shared run: its running job is marked
+    withdrawn (the run can drop it), its queued job never runs, the other caller's job ends
+    as usual. Ctrl-C reaches the main thread, so this caller is the test's own thread."""
     gate = threading.Event()
-    runs = []
-    interrupted = []
+    seen = {}
+    ran = []
+    scheduler: Scheduler
 
     def execute(run):
+        ran.extend(job.name for job in run)
         if any(job.name == "holder" for job in run):
             gate.wait(10)
             return [None]
-        if threading.current_thread().name == "first" and len(run) > 1:
-            raise KeyboardInterrupt
-        runs.append([job.name for job in run])
-        return [None] * len(run)
+        if run[0].name == "mine":
+            _thread.interrupt_main()  # the main thread's caller is interrupted while waiting
+            wait_for(lambda: scheduler.withdrawn(run[0]))
+            seen["other withdrawn"] = scheduler.withdrawn(run[1])
+        return [f"{job.name} done" for job in run]
 
     scheduler = Scheduler(execute, lambda: None)
-
-    def first():
-        try:
-            scheduler.run([Job("a")])
-        except KeyboardInterrupt:
-            interrupted.append("a")
-
     holder = threading.Thread(target=scheduler.run, args=([Job("holder", batch_key=None)],))
     holder.start()
     wait_for(lambda: scheduler.busy)
-    leader = threading.Thread(target=first, name="first")
-    leader.start()
-    wait_for(lambda: scheduler.pending == 1)
-    other = threading.Thread(target=scheduler.run, args=([Job("b")],), name="second")
-    other.start()
-    wait_for(lambda: scheduler.pending == 2)
-    gate.set()
-    for thread in (holder, leader, other):
-        thread.join(10)
-        assert not thread.is_alive()
-    assert interrupted == ["a"]
-    assert runs == [["b"]]
-    assert (scheduler.busy, scheduler.pending) == (False, 0)
+    results = {}
+    other = threading.Thread(
+        target=lambda: results.setdefault("other", scheduler.run([Job("theirs")]))
+    )
+
+    def release_once_queued():
+        wait_for(lambda: scheduler.pending == 2)
+        other.start()
+        wait_for(lambda: scheduler.pending == 3)
+        gate.set()
+
+    threading.Thread(target=release_once_queued).start()
+    with pytest.raises(KeyboardInterrupt):
+        scheduler.run([Job("mine"), Job("mine later", batch_key=None)])
+    other.join(10)
+    holder.join(10)
+    assert results["other"] == ["theirs done"]
+    assert seen["other withdrawn"] is False
+    assert "mine later" not in ran
+    wait_for(lambda: not scheduler.busy)
+    assert scheduler.pending == 0
 
 
 def test_many_callers_all_finish_and_every_job_runs_exactly_once():
@@ -372,21 +390,44 @@ def test_a_running_run_admits_waiting_jobs_and_settles_each_as_it_ends():
     assert results["other"] == ["c of 1"]
 
 
-def test_admitting_stops_once_the_leaders_own_jobs_are_settled():
-    """The leader's caller executes the run: once its own jobs are in, the run takes no more,
-    so a stream of arrivals cannot keep it waiting."""
+def test_admitting_goes_on_after_the_first_callers_jobs_and_stops_at_one_that_cannot_join():
+    """No caller drives the run, so once the first caller has its outcome the run still takes
+    arrivals; a waiting job with another batch key ends admission (it leads the next run, so
+    a stream of arrivals cannot starve it)."""
+    started, arrived = threading.Event(), threading.Event()
     scheduler: Scheduler
-    seen = {}
+    admitted = {}
 
     def execute(run):
-        if len(run) == 1 and run[0].name == "a":
+        if run[0].name == "a":
             scheduler.settle(run[0], "a done")
-            seen["admitted"] = scheduler.admit(run[0], 8)
-        return ["x"] * (len(run) + len(seen.get("admitted", [])))
+            started.set()
+            arrived.wait(10)
+            admitted["names"] = [job.name for job in scheduler.admit(run[0], 8)]
+            return ["a"] + [f"{name} admitted" for name in admitted["names"]]
+        return [f"{job.name} next" for job in run]
 
     scheduler = Scheduler(execute, lambda: None)
-    assert scheduler.run([Job("a")]) == ["a done"]
-    assert seen["admitted"] == []
+    results = {}
+
+    def call(name, **kw):
+        results[name] = scheduler.run([Job(name, **kw)])
+
+    lead = threading.Thread(target=call, args=("a",))
+    lead.start()
+    started.wait(10)
+    lead.join(10)
+    assert results["a"] == ["a done"]  # returned while its run still executes
+    callers = []
+    for number, (name, key) in enumerate([("b", "k"), ("c", "other"), ("d", "k")], 1):
+        callers.append(threading.Thread(target=call, args=(name,), kwargs={"batch_key": key}))
+        callers[-1].start()
+        wait_for(lambda n=number: scheduler.pending == n)
+    arrived.set()
+    for thread in callers:
+        thread.join(10)
+    assert admitted["names"] == ["b"]
+    assert results == {"a": ["a done"], "b": ["b admitted"], "c": ["c next"], "d": ["d next"]}
 
 
 def test_a_failure_after_admission_reaches_the_admitted_callers():
@@ -421,3 +462,41 @@ def test_a_failure_after_admission_reaches_the_admitted_callers():
     late.join(10)
     assert isinstance(errors["a"], ValueError)
     assert isinstance(errors["b"], RuntimeError) and isinstance(errors["b"].__cause__, ValueError)
+
+
+def test_closing_fails_the_queued_jobs_marks_the_running_ones_and_waits_for_the_run():
+    """What interpreter exit does (every scheduler is closed then): the running run sees its
+    jobs withdrawn and ends, queued callers get an error instead of hanging, nothing new is
+    taken."""
+    started = threading.Event()
+    scheduler: Scheduler
+    ran = []
+
+    def execute(run):
+        ran.extend(job.name for job in run)
+        started.set()
+        wait_for(lambda: scheduler.withdrawn(run[0]))
+        return ["stopped"] * len(run)
+
+    scheduler = Scheduler(execute, lambda: None)
+    errors = {}
+
+    def call(name):
+        try:
+            scheduler.run([Job(name, batch_key=None)])
+        except RuntimeError as exc:
+            errors[name] = str(exc)
+
+    running = threading.Thread(target=call, args=("running",))
+    running.start()
+    started.wait(10)
+    queued = threading.Thread(target=call, args=("queued",))
+    queued.start()
+    wait_for(lambda: scheduler.pending == 1)
+    assert scheduler.close(timeout=10) is True
+    for thread in (running, queued):
+        thread.join(10)
+    assert ran == ["running"]
+    assert errors == {"queued": "the engine's scheduler was closed"}
+    with pytest.raises(RuntimeError, match="closed"):
+        scheduler.run([Job("late")])

@@ -218,6 +218,29 @@ def test_a_row_whose_scores_break_fails_alone_and_the_others_finish(voices, back
     )
 
 
+def test_a_withdrawn_text_leaves_its_slot_at_once_and_the_others_are_unchanged(voices, backends):
+    """A caller that stops waiting (Ctrl-C, a closed stream): its text stops being decoded
+    mid-way (nothing of it reaches the codec) and the next text takes its slot."""
+    path, voice = voices["custom_voice"]
+    backend = backends[str(path)]
+    texts = TEXTS[:4]
+    looked = {"at": 0}
+
+    def withdrawn(index: int) -> bool:
+        looked["at"] += index == 1
+        return index == 1 and looked["at"] > 3  # gone after its third step
+
+    batch = Batch(tuple(texts), (voice,) * 4, GREEDY, slots=2, withdrawn=withdrawn)
+    got = spying(backend, lambda: backend.generate(batch))
+    assert got.waveforms[1] is None and looked["at"] > 3
+    assert len(got.codes) == 3  # never decoded
+    kept = [0, 2, 3]
+    assert_same(
+        Spoken([got.waveforms[i] for i in kept], got.codes),
+        reference(backend, [texts[i] for i in kept], voice, GREEDY),
+    )
+
+
 # --- through the hooks ------------------------------------------------------------------------
 
 

@@ -62,6 +62,9 @@ class Batch:
     settle: Callable[[int, np.ndarray | TtsError], None] | None = None
     """``settle(index, waveform)`` hands a text's result over as soon as it is in; the backend
     then returns None in its place."""
+    withdrawn: Callable[[int], bool] | None = None
+    """``withdrawn(index)``: nobody waits for text ``index`` any more (its caller stopped); a
+    backend that can drop a text mid-call frees its slot and returns None in its place."""
 
     def params_of(self, index: int) -> GenerationParams:
         """The values text ``index`` is spoken with."""

@@ -87,8 +87,8 @@ class StepperBackend(QwenTtsBackend):
     def generate(self, batch: Batch) -> list[np.ndarray | TtsError | None]:
         """One waveform per text, in order (admitted texts after the batch's own); a text that
         failed alone (non-finite scores) is its ``TtsError`` in its place, one handed over
-        through ``batch.settle`` is None. ``synthesis_failed`` for the call when the model
-        itself fails."""
+        through ``batch.settle`` or dropped (``batch.withdrawn``) is None. ``synthesis_failed``
+        for the call when the model itself fails."""
         try:
             return self._generate(batch)
         except TtsError:
@@ -125,11 +125,18 @@ class StepperBackend(QwenTtsBackend):
                 more = admit(free)
                 return rows_for(more) if more is not None else []
 
+        dropped = None
+        if batch.withdrawn is not None:
+            withdrawn = batch.withdrawn
+
+            def dropped(row: Row) -> bool:
+                return withdrawn(row.index)
+
         rows = rows_for(batch)
         slots = batch.slots or len(rows)
         if refill is None:  # nothing will join: no more slots than texts
             slots = min(slots, len(rows))
-        self.stepper(slots).run(rows, finished, slots, refill)
+        self.stepper(slots).run(rows, finished, slots, refill, dropped)
         return results
 
     def sampler(self, params: GenerationParams) -> RowSampler:

@@ -130,10 +130,14 @@ class Stepper:
         finished: Callable[[Row], None],
         slots: int | None = None,
         refill: Callable[[int], list[Row]] | None = None,
+        dropped: Callable[[Row], bool] | None = None,
     ) -> None:
         """Speak every row, at most ``slots`` (default: all this loop has) at once;
         ``finished(row)`` as each one ends (its ``frames``, or ``error``). When slots are
-        free and no row waits, ``refill(free)`` may give more rows (once per step).
+        free, ``refill(free)`` may give more rows (once per step); they take the free slots
+        before ``rows`` still waiting (a text that arrives during a long call waits for one
+        row to end, not for the call). A row for which ``dropped(row)`` turns true (checked
+        every step) leaves at once, unfinished.
 
         A row whose logits are not finite fails alone (``synthesis_failed``); an exception
         from the model itself propagates (every row still running is lost).
@@ -143,8 +147,12 @@ class Stepper:
         active: list[Row] = []
         self.cache.rows = 0
         while waiting or active:
-            if refill is not None and not waiting and len(active) < width:
-                waiting.extend(refill(width - len(active)))
+            if dropped is not None:
+                for row in [row for row in active if dropped(row)]:
+                    self._leave(active, row)
+                waiting = deque(row for row in waiting if not dropped(row))
+            if refill is not None and len(active) < width:
+                waiting.extendleft(reversed(refill(width - len(active))))
             joining = [waiting.popleft() for _ in range(min(len(waiting), width - len(active)))]
             if joining:
                 self._prefill(joining, first_slot=len(active))
