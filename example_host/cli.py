@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="WAV path (default: preview.wav in the user cache folder)"
     )
     preview.add_argument("--config", default=DEFAULT_CONFIG_ID, help="config id")
+    preview.add_argument(
+        "--stream",
+        action="store_true",
+        help="take the audio as it is spoken (tts_synthesize_stream) and print the time to "
+        "the first chunk",
+    )
     _generation_options(preview, None)
     preview.set_defaults(run=commands.cmd_preview)
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,25 @@ def synthesize(pm: pluggy.PluginManager, request: SynthesisRequest) -> Synthesis
     if result is None:
         raise TtsError("unknown_provider", f"no engine answered {request.config.provider!r}")
     return result
+
+
+def synthesize_streamed(
+    pm: pluggy.PluginManager, request: SynthesisRequest
+) -> tuple[SynthesisResult, float, int]:
+    """``tts_synthesize_stream`` read to its end: the result, the seconds until the first
+    chunk came, and how many chunks there were (a player would play each as it comes)."""
+    started = time.perf_counter()
+    chunks = pm.hook.tts_synthesize_stream(request=request)
+    if chunks is None:
+        raise TtsError("unknown_provider", f"no engine answered {request.config.provider!r}")
+    first_s = None
+    for chunk in chunks:
+        if first_s is None:
+            first_s = time.perf_counter() - started
+        if chunk.final:
+            assert chunk.result is not None
+            return chunk.result, first_s, chunk.index + 1
+    raise TtsError("synthesis_failed", "the engine's stream ended without its final chunk")
 
 
 # --- engines ------------------------------------------------------------------------------
@@ -139,7 +159,10 @@ def cmd_preview(args: argparse.Namespace, store: SettingsStore) -> int:
         voice=engines.voice_with_mode(pm, config, voice),
         generation=generation_params(args),
     )
-    print(render.preview_line(synthesize(pm, request)))
+    if args.stream:
+        print(render.streamed_preview_line(*synthesize_streamed(pm, request)))
+    else:
+        print(render.preview_line(synthesize(pm, request)))
     return 0
 
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +25,7 @@ import pluggy
 from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -336,6 +337,15 @@ def create_app(
         audio, result = await synthesis.run(lambda: _speak(pm, store, library, body))
         return Response(audio, media_type="audio/wav", headers=_headers(result))
 
+    @app.post("/api/tts/preview/stream")
+    async def preview_stream(body: PreviewBody) -> Response:
+        stream = await synthesis.run(lambda: PreviewStream.open(pm, store, library, body))
+        return StreamingResponse(
+            stream.pcm(),
+            media_type=f"audio/L16;rate={stream.first.sample_rate};channels=1",
+            headers=stream.headers(pm),
+        )
+
     return app
 
 
@@ -372,7 +382,112 @@ def framework_error_body(request: Request, exc: HTTPException) -> dict[str, Any]
 def _speak(
     pm: pluggy.PluginManager, store: SettingsStore, library: VoiceLibrary, body: PreviewBody
 ) -> tuple[bytes, SynthesisResult]:
-    """Synthesise into a temp file, read it, delete it (runs in a worker thread).
+    """Synthesise into a temp file, read it, delete it (runs in a worker thread)."""
+    with tempfile.TemporaryDirectory(prefix="example_host-preview-") as folder:
+        request = _preview_request(pm, store, library, body, Path(folder) / "preview.wav")
+        result = pm.hook.tts_synthesize(request=request)
+        if result is None:
+            raise TtsError("unknown_provider", f"no engine answered {request.config.provider!r}")
+        return result.path.read_bytes(), result
+
+
+class PreviewStream:
+    """A streamed preview: raw PCM as the engine hands it over (``tts_synthesize_stream``).
+
+    Raw 16-bit mono PCM (``audio/L16``, the rate in the type and in ``X-TTS-Sample-Rate``)
+    rather than a WAV: a WAV header states the data's length, unknown until the end, and a
+    player fed chunks (Web Audio in the page, ``aplay -f S16_LE`` from curl) needs only the
+    rate. The first chunk is made before the response starts, in the synthesis queue (a flood
+    is refused as for previews), so every refusal and early failure is the usual JSON error;
+    a failure after it cuts the response short (no final empty chunk: clients see a broken
+    transfer). A client that goes away closes the engine's stream: its row leaves the loop.
+    The engine writes the file into a temporary folder, deleted at the end.
+    """
+
+    def __init__(
+        self, folder: tempfile.TemporaryDirectory, chunks: Any, first: Any, first_s: float
+    ):
+        self.folder = folder
+        self.chunks = chunks
+        self.first = first
+        self.first_s = first_s
+
+    @classmethod
+    def open(
+        cls,
+        pm: pluggy.PluginManager,
+        store: SettingsStore,
+        library: VoiceLibrary,
+        body: PreviewBody,
+    ) -> PreviewStream:
+        """The request checked and its first chunk made (runs in a worker thread)."""
+        started = time.perf_counter()
+        folder = tempfile.TemporaryDirectory(prefix="example_host-preview-")
+        try:
+            request = _preview_request(pm, store, library, body, Path(folder.name) / "preview.wav")
+            chunks = pm.hook.tts_synthesize_stream(request=request)
+            if chunks is None:
+                raise TtsError(
+                    "unknown_provider", f"no engine answered {request.config.provider!r}"
+                )
+            try:
+                first = next(chunks)
+            except BaseException:
+                chunks.close()
+                raise
+        except BaseException:
+            folder.cleanup()
+            raise
+        return cls(folder, chunks, first, time.perf_counter() - started)
+
+    def headers(self, pm: pluggy.PluginManager) -> dict[str, str]:
+        """How the audio comes and where it is made (the engine's status: the model that
+        speaks it is resident by now); the result's headers when it came whole."""
+        headers = {
+            "X-TTS-Stream": "pcm_s16le",
+            "X-TTS-Sample-Rate": str(self.first.sample_rate),
+            "X-TTS-First-Chunk-Seconds": f"{self.first_s:.3f}",
+        }
+        if self.first.final:
+            return {**_headers(self.first.result), **headers}
+        for status in pm.hook.tts_status():
+            if status.loaded:
+                headers |= {
+                    "X-TTS-Provider": status.provider,
+                    "X-TTS-Device": status.device or "",
+                    "X-TTS-Dtype": status.dtype or "",
+                    "X-TTS-Attention": status.attn_implementation or "",
+                    "X-TTS-Backend": status.backend or "",
+                }
+        return headers
+
+    async def pcm(self) -> AsyncIterator[bytes]:
+        """The chunks' samples; the engine's stream is closed however this ends."""
+        try:
+            chunk = self.first
+            yield chunk.samples
+            while not chunk.final:
+                chunk = await run_in_threadpool(next, self.chunks)
+                yield chunk.samples
+        except TtsError as err:
+            log.warning("preview stream failed after its first chunk: %s", err)
+            raise
+        finally:
+            await run_in_threadpool(self.close)
+
+    def close(self) -> None:
+        self.chunks.close()
+        self.folder.cleanup()
+
+
+def _preview_request(
+    pm: pluggy.PluginManager,
+    store: SettingsStore,
+    library: VoiceLibrary,
+    body: PreviewBody,
+    out_path: Path,
+) -> SynthesisRequest:
+    """The request a preview body asks for, written to ``out_path``.
 
     The config's extra_params, Device included, reach the engine unchanged. Without
     ``voice.mode`` the model is loaded first and speaks in its own mode (``voice_modes[0]``).
@@ -403,18 +518,13 @@ def _speak(
         )
     else:
         voice = engines.voice_with_mode(pm, config, body.voice or Voice())
-    with tempfile.TemporaryDirectory(prefix="example_host-preview-") as folder:
-        request = SynthesisRequest(
-            config=config,
-            text=body.text,
-            out_path=Path(folder) / "preview.wav",
-            voice=voice,
-            generation=body.generation or GenerationParams(),
-        )
-        result = pm.hook.tts_synthesize(request=request)
-        if result is None:
-            raise TtsError("unknown_provider", f"no engine answered {stored['provider']!r}")
-        return result.path.read_bytes(), result
+    return SynthesisRequest(
+        config=config,
+        text=body.text,
+        out_path=out_path,
+        voice=voice,
+        generation=body.generation or GenerationParams(),
+    )
 
 
 def _headers(result: SynthesisResult) -> dict[str, str]:

@@ -145,6 +145,11 @@ def preview_line(result: SynthesisResult) -> str:
     )
 
 
+def streamed_preview_line(result: SynthesisResult, first_s: float, chunks: int) -> str:
+    """The listen button's line for a streamed preview: when the first audio came."""
+    return f"{preview_line(result)} first_audio={first_s:.3f}s chunks={chunks}"
+
+
 def dub_summary(report: DubReport) -> str:
     """Counts by outcome, audio and wall time, the skipped segments, one line per failure."""
     rows: list[tuple[str, Any]] = [

@@ -1,9 +1,10 @@
 """The contract between a video editor and its text-to-speech engines.
 
 Hosts call ``plugin_manager()`` and then ``pm.hook.tts_capabilities(config=...)``,
-``pm.hook.tts_status()``, ``pm.hook.tts_load(...)``, ``pm.hook.tts_synthesize(...)`` and
-``pm.hook.tts_synthesize_batch(...)``. Engines implement those hooks with ``@hookimpl`` and
-register under the ``autocut_tts`` entry-point group. Importing this package never imports torch.
+``pm.hook.tts_status()``, ``pm.hook.tts_load(...)``, ``pm.hook.tts_synthesize(...)``,
+``pm.hook.tts_synthesize_batch(...)`` and ``pm.hook.tts_synthesize_stream(...)``. Engines
+implement those hooks with ``@hookimpl`` and register under the ``autocut_tts`` entry-point
+group. Importing this package never imports torch.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,12 @@ from .specs import (
     tts_status,
     tts_synthesize,
     tts_synthesize_batch,
+    tts_synthesize_stream,
 )
 
 _MODELS = (
     "AccelerationStatus",
+    "AudioChunk",
     "BatchItem",
     "Capabilities",
     "DType",
@@ -42,6 +45,7 @@ _MODELS = (
 if TYPE_CHECKING:
     from .models import (
         AccelerationStatus,
+        AudioChunk,
         BatchItem,
         Capabilities,
         DType,
@@ -74,6 +78,7 @@ __all__ = [
     "ROLES_KEY",
     "SETTING_ROLES",
     "AccelerationStatus",
+    "AudioChunk",
     "BatchItem",
     "Capabilities",
     "DType",
@@ -99,4 +104,5 @@ __all__ = [
     "tts_status",
     "tts_synthesize",
     "tts_synthesize_batch",
+    "tts_synthesize_stream",
 ]

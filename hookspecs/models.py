@@ -186,6 +186,35 @@ class SynthesisResult(_Model):
     )
 
 
+class AudioChunk(_Model):
+    """One piece of a streamed synthesis (``tts_synthesize_stream``), in order."""
+
+    index: int = Field(ge=0, description="Position in the stream: 0, 1, 2, ...")
+    samples: bytes = Field(
+        description="Mono 16-bit signed little-endian PCM (may be empty in the final chunk)."
+    )
+    sample_rate: int = Field(gt=0, description="Samples per second of `samples`.")
+    final: bool = Field(
+        default=False, description="The last chunk: the file is written and `result` set."
+    )
+    result: SynthesisResult | None = Field(
+        default=None, description="What was written (final chunk only)."
+    )
+
+    @model_validator(mode="after")
+    def _result_with_final(self) -> AudioChunk:
+        if self.final != (self.result is not None):
+            raise ValueError("exactly the final chunk carries the result")
+        if len(self.samples) % 2:
+            raise ValueError("samples must be whole 16-bit samples")
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of audio in this chunk."""
+        return len(self.samples) / 2 / self.sample_rate
+
+
 class ErrorInfo(_Model):
     """A ``TtsError`` as data: what one failed item of a batch carries."""
 

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 from .markers import hookspec
 
 if TYPE_CHECKING:  # annotations only: plugin_manager() stays free of pydantic's start-up cost
+    from collections.abc import Iterator
+
     from .models import (
+        AudioChunk,
         BatchItem,
         Capabilities,
         EngineConfig,
@@ -108,4 +111,22 @@ def tts_synthesize_batch(requests: list[SynthesisRequest]) -> list[BatchItem] | 
     are written atomically, as by ``tts_synthesize``. An empty list returns an empty list.
     Raises ``TtsError`` only for the list as a whole (for example ``invalid_settings`` when it
     is longer than the engine accepts). Safe to call from many threads at once.
+    """
+
+
+@hookspec(firstresult=True)
+def tts_synthesize_stream(request: SynthesisRequest) -> Iterator[AudioChunk] | None:
+    """Speak ``request`` as ``tts_synthesize`` does, handing the audio over as it is made.
+
+    Return None when ``request.config.provider`` is not this engine's (firstresult). Every
+    check that can fail before generation (settings, text, model, voice, output path) raises
+    here, with the codes ``tts_synthesize`` raises, before an iterator is returned. The
+    iterator yields ``AudioChunk``s in order; their samples joined are the request's audio
+    (the same as ``tts_synthesize`` gives, within the tolerance the engine documents). The
+    last chunk has ``final=True`` and the ``SynthesisResult``: by then the WAV at
+    ``request.out_path`` is written, atomically, as by ``tts_synthesize``. A failure after
+    the first chunk raises its ``TtsError`` from the iterator, and no file is written.
+    Closing the iterator early (``close()``, or dropping it) stops the work at once and
+    writes nothing. An engine that cannot stream yields the whole audio as one final chunk.
+    Safe to call from many threads at once; each iterator belongs to one consumer.
     """

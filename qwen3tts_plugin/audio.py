@@ -227,6 +227,10 @@ def os_reason(exc: OSError) -> str:
     return f"{reason} ({name})" if name else reason
 
 
+SAMPLE_RATE_ANY = 24_000
+"""A raw PCM encoding carries no rate; libsndfile wants one anyway."""
+
+
 def write_wav_atomic(path: Path, wav: np.ndarray, sample_rate: int) -> None:
     """Write mono 16-bit PCM: encoded in memory, written to a temporary file in the target
     folder with plain file calls and fsync, then renamed onto the target.
@@ -260,6 +264,23 @@ def wav_bytes(path: Path, wav: np.ndarray, sample_rate: int) -> memoryview:
             "output_write_failed", f"cannot encode {path} as WAV: {exc}", OUTPUT_PATH_HINT
         ) from exc
     return buffer.getbuffer()
+
+
+def pcm16_bytes(wav: np.ndarray) -> bytes:
+    """Mono 16-bit little-endian PCM of ``wav``, converted exactly as ``wav_bytes`` converts
+    (the same libsndfile path), so streamed samples equal the file's."""
+    if not wav.size:
+        return b""
+    buffer = io.BytesIO()
+    sf.write(
+        buffer,
+        np.clip(wav, -1.0, 1.0),
+        SAMPLE_RATE_ANY,
+        subtype="PCM_16",
+        format="RAW",
+        endian="LITTLE",
+    )
+    return buffer.getvalue()
 
 
 def replace_with(target: Path, data: memoryview) -> None:

@@ -10,10 +10,12 @@ engine knows nothing of qwen_tts.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hookspecs import (
+    AudioChunk,
     BatchItem,
     Capabilities,
     EngineConfig,
@@ -35,6 +37,7 @@ from .residency import Residency
 from .scheduler import Scheduler
 from .settings import model_settings, settings_schema
 from .speaking import PieceOutcome, generate, preview, speak
+from .streaming import stream
 
 log = get_logger(__name__)
 
@@ -55,6 +58,11 @@ class Engine:
     def _generate(self, run: list[PieceTask]) -> list[PieceOutcome]:
         """The scheduler's execute: one run, which may take in waiting pieces as it goes."""
         return generate(self._residency, run, self._scheduler)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a generate call (or a load) runs now."""
+        return self._scheduler.busy
 
     def capabilities(self, config: EngineConfig | None = None) -> Capabilities:
         """What this engine offers on this machine; loads nothing.
@@ -139,6 +147,20 @@ class Engine:
             raise
         _log_done(outcome)
         return outcome
+
+    def synthesize_stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        """``request``'s audio in chunks as it is spoken; see the hook's contract. Every check
+        that needs no model runs here, before the iterator exists."""
+        mode = request.voice.mode
+        log.info(
+            "tts.stream.start", chars=len(request.text), mode=mode, preview=preview(request.text)
+        )
+        try:
+            plan = self._planner.speech_plan(request)
+        except TtsError as err:
+            log.warning("tts.synthesize.failed", code=err.code, detail=err.detail, mode=mode)
+            raise
+        return stream(self._scheduler, plan)
 
     def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[BatchItem]:
         """Speak every request, sharing generate calls; one ``BatchItem`` per request, in order.

@@ -14,7 +14,10 @@ from hookspecs import hookimpl
 from . import PROVIDER
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from hookspecs import (
+        AudioChunk,
         BatchItem,
         Capabilities,
         EngineConfig,
@@ -85,3 +88,10 @@ def tts_synthesize_batch(requests: list[SynthesisRequest]) -> list[BatchItem] | 
     if any(request.config.provider != PROVIDER for request in requests):
         return None
     return get_engine().synthesize_batch(requests)
+
+
+@hookimpl
+def tts_synthesize_stream(request: SynthesisRequest) -> Iterator[AudioChunk] | None:
+    if request.config.provider != PROVIDER:
+        return None
+    return get_engine().synthesize_stream(request)

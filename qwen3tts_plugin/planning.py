@@ -12,10 +12,10 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hookspecs import AccelerationStatus, GenerationParams, SynthesisRequest, TtsError
 from hookspecs.models import MAX_NEW_TOKENS
@@ -26,6 +26,9 @@ from .registry import ModelFacts, ResolvedModel, check_model_dir, read_model_fac
 from .settings import EngineSettings, parse_settings
 from .text import Piece, clean_text, split_pieces
 from .voices import VoicePlan, resolve_voice, with_reference
+
+if TYPE_CHECKING:
+    from .backends import FrameSink
 
 log = get_logger(__name__)
 
@@ -113,6 +116,8 @@ class PieceTask:
     batch_key: Hashable | None
     queued: int = field(default_factory=lambda: queue_stamp())
     """When the piece was queued, to tell which pieces queued before a load failed."""
+    sink: FrameSink | None = None
+    """Who gets the piece's frames as they are made (a streamed request), or None."""
 
     @property
     def text(self) -> str:
@@ -189,12 +194,19 @@ class Planner:
 
 
 def piece_tasks(
-    speech: SpeechPlan, params: GenerationParams, indices: list[int] | None = None
+    speech: SpeechPlan,
+    params: GenerationParams,
+    indices: list[int] | None = None,
+    sinks: Sequence[FrameSink] | None = None,
 ) -> list[PieceTask]:
-    """Tasks for the pieces at ``indices`` (all by default), each with ``params``."""
+    """Tasks for the pieces at ``indices`` (all by default), each with ``params`` (and, for
+    a streamed request, piece ``i``'s frames going to ``sinks[i]``)."""
     key = batch_key(speech, params)
     chosen = range(len(speech.pieces)) if indices is None else indices
-    return [PieceTask(speech, index, params, key) for index in chosen]
+    return [
+        PieceTask(speech, index, params, key, sink=None if sinks is None else sinks[index])
+        for index in chosen
+    ]
 
 
 def batch_key(speech: SpeechPlan, params: GenerationParams) -> Hashable | None:

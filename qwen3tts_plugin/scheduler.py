@@ -128,6 +128,7 @@ class Scheduler(Generic[J, R]):
             ticket = self._ticket_running(job)
             if ticket is not None and not ticket.done:
                 ticket.done, ticket.outcome = True, outcome
+                ticket.owner.notify(ticket)
                 self._cond.notify_all()
 
     def withdrawn(self, job: J) -> bool:
@@ -146,6 +147,7 @@ class Scheduler(Generic[J, R]):
             closed = RuntimeError("the engine's scheduler was closed")
             for ticket in self._waiting:
                 ticket.done, ticket.failure, ticket.first = True, closed, True
+                ticket.owner.notify(ticket)
             self._waiting = []
             self._cond.notify_all()
             worker = self._worker
@@ -163,10 +165,24 @@ class Scheduler(Generic[J, R]):
         [value] = self._queue([_Alone(load_key, action)])
         return value
 
+    def submit(
+        self, jobs: Sequence[J], notify: Callable[[int], None] | None = None
+    ) -> Submission[R]:
+        """Queue ``jobs`` (in this order) without waiting: the handle waits for their
+        outcomes, or withdraws them (a stream whose consumer stopped). ``notify(i)`` is
+        called (on the scheduler's thread, under its lock: keep it short) when job ``i`` has
+        its outcome."""
+        return self._submit(list(jobs), notify)
+
     def _queue(self, jobs: list[Any]) -> list[Any]:
-        me = object()  # this call: owns its tickets
+        return self._submit(jobs).outcomes()
+
+    def _submit(self, jobs: list[Any], notify: Callable[[int], None] | None = None) -> Submission:
         context = contextvars.copy_context()
-        tickets = [_Ticket(job, me, context) for job in jobs]
+        tickets = [_Ticket(job, None, context) for job in jobs]
+        submission = Submission(self, tickets, notify)
+        for ticket in tickets:
+            ticket.owner = submission
         with self._cond:
             if self._closed:
                 raise RuntimeError("the engine's scheduler was closed")
@@ -176,19 +192,7 @@ class Scheduler(Generic[J, R]):
                     target=self._work, name=self._thread_name, daemon=True
                 )
                 self._worker.start()
-            try:
-                while not all(ticket.done for ticket in tickets):
-                    self._cond.wait()
-            except BaseException:
-                self._withdraw(tickets, me)
-                raise
-        for ticket in tickets:
-            if ticket.failure is not None and ticket.first:
-                raise ticket.failure
-        for ticket in tickets:
-            if ticket.failure is not None:
-                raise RuntimeError("a run this caller's job shared failed") from ticket.failure
-        return [ticket.outcome for ticket in tickets]
+        return submission
 
     def _work(self) -> None:
         """The scheduler's thread: runs until no job waits."""
@@ -217,6 +221,7 @@ class Scheduler(Generic[J, R]):
                 continue
             ticket.done, ticket.failure, ticket.outcome = True, failure, outcome
             ticket.first = ticket.owner is run[0].owner
+            ticket.owner.notify(ticket)
         self._cond.notify_all()
 
     def _outcomes(self, jobs: list[Any]) -> list[Any]:
@@ -269,6 +274,67 @@ class Scheduler(Generic[J, R]):
         return self._waiting[0]
 
 
+class Submission(Generic[R]):
+    """Jobs one caller queued: wait for their outcomes, or withdraw them."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        tickets: list[_Ticket],
+        notify: Callable[[int], None] | None = None,
+    ) -> None:
+        self._scheduler = scheduler
+        self._tickets = tickets
+        self._notify = notify
+
+    def notify(self, ticket: _Ticket) -> None:
+        """Tell the submitter that ``ticket`` has its outcome (the scheduler holds its lock)."""
+        if self._notify is not None and not ticket.withdrawn:
+            self._notify(self._tickets.index(ticket))
+
+    def has_outcome(self, index: int) -> bool:
+        """Whether job ``index`` has its outcome (``outcome``)."""
+        return self._tickets[index].done
+
+    def outcome(self, index: int) -> R:
+        """Job ``index``'s outcome, once ``has_outcome``; raises as ``outcomes`` does."""
+        ticket = self._tickets[index]
+        if not ticket.done:
+            raise RuntimeError(f"job {index} has no outcome yet")
+        if ticket.failure is not None:
+            if ticket.first:
+                raise ticket.failure
+            raise RuntimeError("a run this caller's job shared failed") from ticket.failure
+        return ticket.outcome
+
+    @property
+    def done(self) -> bool:
+        """Whether every job has its outcome (or was withdrawn)."""
+        return all(ticket.done for ticket in self._tickets)
+
+    def outcomes(self) -> list[R]:
+        """The jobs' outcomes, in order, once each has one (see ``Scheduler.run``); a caller
+        interrupted while waiting withdraws them."""
+        cond = self._scheduler._cond
+        with cond:
+            try:
+                while not self.done:
+                    cond.wait()
+            except BaseException:
+                self._scheduler._withdraw(self._tickets, self)
+                raise
+        for ticket in self._tickets:
+            if ticket.failure is not None and ticket.first:
+                raise ticket.failure
+        return [self.outcome(index) for index in range(len(self._tickets))]
+
+    def withdraw(self) -> None:
+        """Nobody waits for these jobs any more: queued ones are dropped, running ones marked
+        (``Scheduler.withdrawn``); their outcomes, if any come, are discarded."""
+        with self._scheduler._cond:
+            self._scheduler._withdraw(self._tickets, self)
+
+
 _OPEN: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 """Every scheduler not yet garbage-collected, to close at interpreter exit."""
 
@@ -298,7 +364,7 @@ class _Ticket:
 
     def __init__(self, job: Any, owner: object, context: contextvars.Context):
         self.job = job
-        self.owner = owner  # the run() call that queued it
+        self.owner = owner  # the Submission that queued it
         self.context = context  # its caller's, for a run it leads
         self.done = False
         self.failure: BaseException | None = None

@@ -102,6 +102,7 @@ def generate(
             each=tuple(task.params for task in pieces),
             slots=plan.batch_size,
             admit=admit if scheduler is not None else None,
+            sinks=tuple(task.sink for task in pieces) if any(t.sink for t in pieces) else (),
             settle=settle if scheduler is not None else None,
             withdrawn=withdrawn if scheduler is not None else None,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from structlog.testing import capture_logs
+from engine_logs import capture_logs
 
 from hookspecs import GenerationParams, TtsError
 from qwen3tts_plugin.backends import Batch

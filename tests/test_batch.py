@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import soundfile as sf
-from structlog.testing import capture_logs
+from engine_logs import capture_logs
 
 from hookspecs import (
     BatchItem,

@@ -173,6 +173,7 @@ FIRSTRESULT = {
     "tts_load": True,
     "tts_synthesize": True,
     "tts_synthesize_batch": True,
+    "tts_synthesize_stream": True,
 }
 
 
@@ -309,3 +310,28 @@ def test_acceleration_status_carries_engine_facts_under_extras_only():
     )
     assert AccelerationStatus.model_validate_json(status.model_dump_json()) == status
     assert "cuda_graphs_available" not in AccelerationStatus.model_fields  # no engine's library
+
+
+def test_only_the_final_audio_chunk_carries_the_result_and_samples_are_whole(tmp_path):
+    result = SynthesisResult(
+        provider="qwen3_tts",
+        path=tmp_path / "a.wav",
+        duration_s=1,
+        sample_rate=24000,
+        device="cpu",
+        dtype="float32",
+        attn_implementation="sdpa",
+        load_s=0,
+        synth_s=1,
+        rtf=1,
+    )
+    chunk = hookspecs.AudioChunk(index=0, samples=b"\x00\x00" * 2400, sample_rate=24000)
+    assert chunk.duration_s == pytest.approx(0.1)
+    hookspecs.AudioChunk(index=3, samples=b"", sample_rate=24000, final=True, result=result)
+    for bad in (
+        {"final": True},
+        {"result": result},
+        {"samples": b"\x00"},
+    ):
+        with pytest.raises(ValueError):
+            hookspecs.AudioChunk(**{"index": 1, "samples": b"", "sample_rate": 24000, **bad})

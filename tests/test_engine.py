@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from structlog.testing import capture_logs
+from engine_logs import capture_logs
 
 from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError, Voice
 

@@ -306,6 +306,23 @@ def test_preview_prints_one_line_and_writes_the_wav(host, settings, tmp_path):
     assert float(values["rtf"]) > 0
 
 
+def test_a_streamed_preview_writes_the_same_wav_and_says_when_the_first_audio_came(
+    host, settings, tmp_path
+):
+    lines = {}
+    for name, extra in (("whole", []), ("streamed", ["--stream"])):
+        code, out, _ = host(
+            "--settings", settings, "preview", "Hello there.", "--out", tmp_path / f"{name}.wav",
+            "--seed", "6", "--max-new-tokens", "300", *extra,
+        )  # fmt: skip
+        assert code == 0
+        [lines[name]] = out.splitlines()
+    values = dict(field.split("=") for field in lines["streamed"].split()[1:])
+    assert float(values["first_audio"].rstrip("s")) > 0 and int(values["chunks"]) >= 1
+    assert "first_audio" not in lines["whole"]
+    assert (tmp_path / "streamed.wav").read_bytes() == (tmp_path / "whole.wav").read_bytes()
+
+
 def test_preview_reports_an_engine_error(host, settings, tmp_path):
     code, out, err = host(
         "--settings", settings, "preview", "Hi", "--speaker", "nobody",

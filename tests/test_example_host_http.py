@@ -8,6 +8,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -155,6 +156,43 @@ def test_preview_returns_a_wav_with_headers_and_leaves_no_file(client):
     assert response.headers["X-TTS-Dtype"] == "float32"
     assert float(response.headers["X-TTS-RTF"]) > 0
     assert preview_dirs() == before
+
+
+LONG = {
+    "text": "The river bends twice before it reaches the old mill, and nobody remembers who "
+    "built it.",
+    "voice": {"speaker": "vivian"},
+    "generation": {"do_sample": True, "seed": 6, "temperature": 1.5, "max_new_tokens": 300},
+}
+"""179 frames on the tiny checkpoint (see test_streaming): several chunks."""
+
+
+def test_a_streamed_preview_is_raw_pcm_as_it_comes_and_sounds_as_the_wav(client):
+    before = preview_dirs()
+    whole = client.post("/api/tts/preview", json=LONG)
+    expected, rate = sf.read(io.BytesIO(whole.content), dtype="int16")
+    with client.stream("POST", "/api/tts/preview/stream", json=LONG) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "audio/L16;rate=24000;channels=1"
+        assert response.headers["X-TTS-Stream"] == "pcm_s16le"
+        assert int(response.headers["X-TTS-Sample-Rate"]) == rate
+        assert response.headers["X-TTS-Device"] == "cpu"
+        assert response.headers["X-TTS-Backend"] == "stepper"
+        assert float(response.headers["X-TTS-First-Chunk-Seconds"]) > 0
+        parts = list(response.iter_bytes())
+    streamed = np.frombuffer(b"".join(parts), dtype="<i2")
+    assert streamed.shape == expected.shape
+    noise = ((streamed.astype(float) - expected.astype(float)) ** 2).sum()
+    assert 10 * np.log10((expected.astype(float) ** 2).sum() / max(noise, 1e-12)) >= 40
+    assert preview_dirs() == before
+
+
+def test_a_streamed_preview_refused_before_its_first_chunk_is_the_usual_json_error(client):
+    response = client.post(
+        "/api/tts/preview/stream", json={"text": "Hi", "voice": {"speaker": "nobody"}}
+    )
+    assert response.status_code == status_for("unsupported_speaker")
+    assert response.json()["code"] == "unsupported_speaker"
 
 
 def test_device_from_settings_reaches_the_engine_unchanged(client):

@@ -283,3 +283,43 @@ def test_stepper_cuda_graphs_give_the_eager_loops_codes_and_time_both(tiny):
         record(check="stepper_cuda_graphs", **{f"{k}_s": round(v, 3) for k, v in timings.items()})
     finally:
         graphed.release()
+
+
+def test_a_streamed_preview_on_cuda_is_the_files_audio_and_comes_early(pm, tiny, tmp_path):
+    """tts_synthesize_stream with Backend=stepper on the card (graphs captured by the loop
+    while the consumer decodes windows in its own thread): the file equals the non-streamed
+    one; records the time to the first chunk and to the end."""
+    import numpy as np
+    import soundfile as sf
+
+    def request(out):
+        return SynthesisRequest(
+            config=config_for(tiny["custom_voice"], Device="cuda:0", Backend="stepper"),
+            text="The river bends twice before it reaches the old mill.",
+            out_path=out,
+            voice=Voice(speaker="vivian"),
+            generation=GenerationParams(
+                do_sample=True, seed=6, temperature=1.5, max_new_tokens=300
+            ),
+        )
+
+    whole = pm.hook.tts_synthesize(request=request(tmp_path / "whole.wav"))
+    started = time.perf_counter()
+    first_s = None
+    parts = []
+    for chunk in pm.hook.tts_synthesize_stream(request=request(tmp_path / "stream.wav")):
+        first_s = first_s if first_s is not None else time.perf_counter() - started
+        parts.append(chunk.samples)
+    total_s = time.perf_counter() - started
+    assert (tmp_path / "stream.wav").read_bytes() == whole.path.read_bytes()
+    expected = sf.read(str(whole.path), dtype="int16")[0].astype(float)
+    got = np.frombuffer(b"".join(parts), dtype="<i2").astype(float)
+    assert got.shape == expected.shape
+    record(
+        check="stream",
+        first_chunk_s=round(first_s, 3),
+        stream_s=round(total_s, 3),
+        whole_s=round(whole.synth_s, 3),
+        chunks=len(parts),
+        max_abs_diff_lsb=int(np.abs(expected - got).max()),
+    )

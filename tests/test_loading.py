@@ -6,7 +6,7 @@ import gc
 
 import pytest
 import torch
-from structlog.testing import capture_logs
+from engine_logs import capture_logs
 
 from hookspecs import EngineConfig, TtsError
 from qwen3tts_plugin.backends.device import check_device

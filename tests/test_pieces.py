@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 import soundfile as sf
+from engine_logs import capture_logs
 from pydantic import ValidationError
-from structlog.testing import capture_logs
 
 from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, TtsError
 from qwen3tts_plugin.text import PAUSE_S, clean_text, split_pieces

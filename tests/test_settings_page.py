@@ -5,6 +5,7 @@ tiny checkpoint. ``.ci/run`` installs Chromium; without it these tests skip, say
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import threading
@@ -30,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
 ]
 """Root in a container needs no sandbox; the rest keep Chromium off the (closed) network."""
 
@@ -105,7 +107,12 @@ def test_preview_on_cpu_then_a_gpu_that_is_not_there_then_auto(site, browser, se
     page.fill("#text", "Hello from the browser.")
     page.click("#preview")
     page.wait_for_function(AUDIO_READY, timeout=60_000)
-    assert "device cpu (config)" in page.text_content("#decision")
+    decision = page.text_content("#decision")
+    assert "device cpu (config)" in decision and "backend stepper" in decision
+    # streamed: played through Web Audio as it came, the time to the first audio shown
+    assert re.search(r"first audio \d+\.\d\d s \(engine \d+\.\d{3} s\)", decision), decision
+    assert int(page.get_attribute("#decision", "data-parts")) >= 1
+    assert page.evaluate("() => sharedContext.state") == "running"  # the page's Web Audio
     assert page.is_hidden("#error") and saved_device(settings) == "cpu"
     page.wait_for_function("() => document.getElementById('badge').textContent.includes('cpu')")
 

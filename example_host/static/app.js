@@ -199,6 +199,67 @@ function clearAudio() {
   audio.hidden = true;
 }
 
+let sharedContext = null;
+
+function audioContext() {
+  sharedContext = sharedContext || new AudioContext();
+  sharedContext.resume();
+  return sharedContext;
+}
+
+// A streamed preview: raw 16-bit PCM (X-TTS-Stream: pcm_s16le) played through Web Audio as it
+// arrives, each chunk scheduled right after the one before; kept to make a WAV to play again.
+async function playStream(response, context, started) {
+  const rate = Number(response.headers.get("X-TTS-Sample-Rate"));
+  const reader = response.body.getReader();
+  const parts = [];
+  let carry = new Uint8Array(0); // an odd byte waits for its other half
+  let at = 0;
+  let firstAudioS = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    const bytes = new Uint8Array(carry.length + value.length);
+    bytes.set(carry);
+    bytes.set(value, carry.length);
+    const whole = bytes.length - (bytes.length % 2);
+    carry = bytes.slice(whole);
+    if (!whole) continue;
+    const samples = new Int16Array(bytes.buffer.slice(0, whole));
+    parts.push(samples);
+    if (firstAudioS === null) firstAudioS = (performance.now() - started) / 1000;
+    const buffer = context.createBuffer(1, samples.length, rate);
+    const channel = buffer.getChannelData(0);
+    for (let i = 0; i < samples.length; i++) channel[i] = samples[i] / 32768;
+    const source = context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(context.destination);
+    at = Math.max(at, context.currentTime + 0.02);
+    source.start(at);
+    at += buffer.duration;
+  }
+  return { parts, rate, firstAudioS };
+}
+
+function wavBlob(parts, rate) {
+  const length = parts.reduce((sum, part) => sum + part.length, 0);
+  const view = new DataView(new ArrayBuffer(44));
+  const text = (offset, value) => [...value].forEach((c, i) => view.setUint8(offset + i, c.charCodeAt(0)));
+  text(0, "RIFF");
+  view.setUint32(4, 36 + length * 2, true);
+  text(8, "WAVEfmt ");
+  view.setUint32(16, 16, true);
+  view.setUint16(20, 1, true); // PCM
+  view.setUint16(22, 1, true); // mono
+  view.setUint32(24, rate, true);
+  view.setUint32(28, rate * 2, true);
+  view.setUint16(32, 2, true);
+  view.setUint16(34, 16, true);
+  text(36, "data");
+  view.setUint32(40, length * 2, true);
+  return new Blob([view, ...parts], { type: "audio/wav" });
+}
+
 async function preview() {
   const button = $("preview");
   button.disabled = true;
@@ -206,12 +267,14 @@ async function preview() {
   $("busy").hidden = false;
   $("decision").hidden = true;
   clearAudio();
+  const context = audioContext(); // asked for in the click, so the browser lets it play
+  const started = performance.now();
   try {
     const saved = await save();
     const picked = $("voice").value;
     const savedId = picked.startsWith("saved:") ? picked.slice("saved:".length) : null;
     const voice = picked && !savedId ? { speaker: picked } : null;
-    const response = await api("/api/tts/preview", {
+    const response = await api("/api/tts/preview/stream", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({
@@ -229,13 +292,28 @@ async function preview() {
     const h = (name) => response.headers.get("X-TTS-" + name);
     const detect = ["", "auto", "default"].includes(saved.Device.trim().toLowerCase());
     const source = detect ? "detected" : "config";
-    $("decision").textContent =
-      `device ${h("Device")} (${source}) · ${h("Dtype")} · ${h("Attention")} · backend ${h("Backend")}` +
-      ` · load ${h("Load-Seconds")} s · synthesis ${h("Synth-Seconds")} s · ${h("Duration")} s of audio` +
-      ` · ${h("Pieces")} piece(s)`;
+    const line = `device ${h("Device")} (${source}) · ${h("Dtype")} · ${h("Attention")} · backend ${h("Backend")}`;
+    $("decision").textContent = `${line} · speaking…`;
     $("decision").hidden = false;
+    let played;
+    try {
+      played = await playStream(response, context, started);
+    } catch {
+      showError({
+        code: "stream_broken",
+        detail: "the audio stopped before its end: the engine failed after the first chunk",
+        hint: "Nothing was saved; the server's log says why. Preview again, or try another text.",
+      });
+      return;
+    }
+    const seconds = played.parts.reduce((sum, part) => sum + part.length, 0) / played.rate;
+    $("decision").textContent =
+      `${line} · first audio ${played.firstAudioS.toFixed(2)} s` +
+      ` (engine ${h("First-Chunk-Seconds")} s) · ${seconds.toFixed(2)} s of audio` +
+      ` in ${played.parts.length} part(s) as they came`;
+    $("decision").dataset.parts = String(played.parts.length);
     const audio = $("audio");
-    audio.src = URL.createObjectURL(await response.blob());
+    audio.src = URL.createObjectURL(wavBlob(played.parts, played.rate));
     audio.hidden = false;
   } catch (error) {
     showError(error);

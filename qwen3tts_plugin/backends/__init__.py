@@ -17,7 +17,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .failures import RUNTIME_IMPORT_ERRORS, runtime_unavailable
 
@@ -62,6 +62,10 @@ class Batch:
     settle: Callable[[int, np.ndarray | TtsError], None] | None = None
     """``settle(index, waveform)`` hands a text's result over as soon as it is in; the backend
     then returns None in its place."""
+    sinks: tuple[FrameSink | None, ...] = ()
+    """Per text, where a backend that decodes frame by frame (``stepper``) hands its frames
+    as they are made (a streamed request); empty or None: nobody listens. Other backends
+    ignore them (the text's audio then comes whole, with its outcome)."""
     withdrawn: Callable[[int], bool] | None = None
     """``withdrawn(index)``: nobody waits for text ``index`` any more (its caller stopped); a
     backend that can drop a text mid-call frees its slot and returns None in its place."""
@@ -69,6 +73,21 @@ class Batch:
     def params_of(self, index: int) -> GenerationParams:
         """The values text ``index`` is spoken with."""
         return self.each[index] if self.each else self.params
+
+    def sink_of(self, index: int) -> FrameSink | None:
+        """Who listens to text ``index``'s frames (None: nobody)."""
+        return self.sinks[index] if self.sinks else None
+
+
+class FrameSink(Protocol):
+    """A streamed text's listener: its frames as the decode loop makes them."""
+
+    def begin(self, audio: Any) -> None:
+        """The text joined the loop; ``audio.window(frames, start, end)`` turns its frames
+        into samples (from any thread)."""
+
+    def frame(self, codes: Any) -> None:
+        """One more frame of the text, [16] codes (on the decode loop's thread: be quick)."""
 
 
 class Backend(Protocol):

@@ -20,7 +20,7 @@ from hookspecs import TtsError
 from ..failures import forget_locals, synthesis_error
 from ..qwen_tts.backend import QwenTtsBackend
 from ..qwen_tts.calls import sampling_kwargs
-from .codec import CodecDecoder
+from .codec import CodecDecoder, RowAudio, pad_to_bucket
 from .loop import Row, Stepper
 from .prompts import build_prompts
 from .sampling import RowSampler, Sampling
@@ -30,27 +30,6 @@ if TYPE_CHECKING:
 
     from ...devices import DevicePlan
     from .. import Batch
-
-
-DECODE_BUCKET = 8
-"""Frames a row's codes are padded to a multiple of before the codec decodes them (with -1,
-which the codec reads as padding and cuts off again). A codec call with a length not seen
-before costs more on a CPU (its convolutions are set up per shape: 0.16 vs 0.05 s a row on the
-tiny checkpoint, 0.52 vs 0.47 s for 13 frames on the real-size model), while padding costs
-the padded frames' compute (real size: 0.47 s for 13 frames, 0.54 s padded to 16, 1.2 s
-padded to 32). Eight frames keeps both small. The audio differs from an unpadded decode by
-float rounding only (2e-7 at most, measured), as qwen_tts's own padded batch decode does.
-Rows are decoded one at a time, as each ends: on the real-size model a row alone costs less
-than its share of a batched decode (8 × 0.47 s vs 5.5 s for 8 rows of 13 frames)."""
-
-
-def pad_to_bucket(codes: torch.Tensor) -> torch.Tensor:
-    """``codes`` [F, 16] padded with -1 rows to a multiple of ``DECODE_BUCKET`` frames."""
-    missing = -codes.shape[0] % DECODE_BUCKET
-    if not missing:
-        return codes
-    pad = torch.full((missing, codes.shape[1]), -1, dtype=codes.dtype, device=codes.device)
-    return torch.cat([codes, pad])
 
 
 class StepperBackend(QwenTtsBackend):
@@ -105,7 +84,11 @@ class StepperBackend(QwenTtsBackend):
             rows = []
             for index, prompt in enumerate(prompts):
                 params = part.params_of(index)
-                rows.append(Row(prompt, self.sampler(params), params.max_new_tokens, len(results)))
+                row = Row(prompt, self.sampler(params), params.max_new_tokens, len(results))
+                row.sink = part.sink_of(index)
+                if row.sink is not None:
+                    row.sink.begin(RowAudio(self.codec(), prompt.ref_code))
+                rows.append(row)
                 results.append(None)
             return rows
 

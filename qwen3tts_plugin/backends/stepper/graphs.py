@@ -52,7 +52,9 @@ class Replay:
                     function()
             torch.cuda.current_stream().wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # other threads may run CUDA work meanwhile (a stream's consumer decodes its
+            # windows): only this thread's unsafe calls would break the capture
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.outputs = function()
 
     def __call__(self):

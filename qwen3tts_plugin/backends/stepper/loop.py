@@ -27,6 +27,7 @@ from transformers.cache_utils import DynamicCache
 
 from hookspecs import TtsError
 
+from .. import FrameSink
 from .graphs import StaticSteps
 from .prompts import RowPrompt
 from .sampling import RowSampler, TalkerRules, choose
@@ -55,6 +56,8 @@ class Row:
     code: int | None = None
     """The code chosen this step, its frame not yet completed."""
     error: TtsError | None = None
+    sink: FrameSink | None = None
+    """Who gets each frame as it is made (a streamed text)."""
 
     @property
     def step(self) -> int:
@@ -278,6 +281,8 @@ class Stepper:
         for index, row in enumerate(active):
             row.frames.append(torch.cat((codes[index], rest[index])))
             row.code = None
+            if row.sink is not None:
+                row.sink.frame(row.frames[-1])
         if self.static is not None:
             out, logits = self.static.talker_step(inputs)
         else:

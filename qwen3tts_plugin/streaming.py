@@ -1,0 +1,180 @@
+"""One request spoken as a stream: its audio handed over in chunks while the loop speaks it.
+
+The request's pieces go through the scheduler like any other (a streamed preview is a row of
+the running batch, admitted at the next free slot); under the stepper each piece's frames
+come to its ``PieceStream`` as the loop makes them. The consumer's own thread turns them into
+audio a window at a time, each decoded after up to 25 frames of left context
+(``RowAudio.window``, as qwen_tts decodes a long row's later chunks): the stream's first
+window is small so the first audio comes fast, later ones grow. A piece's last samples come
+from its full decode (the outcome's waveform, which the loop makes for every row), so the
+file is exactly the non-streamed file and the stream differs from it only inside the windows.
+Other backends give no frames: a piece's audio then comes whole, with its outcome.
+
+Pieces stream in order; frames of a later piece made meanwhile wait in its buffer. Each
+piece gets the budget a non-streamed request's retry would give it (twice the asked, unless
+``allow_cut``): audio already handed over cannot be taken back for a retry, and with the
+same codes (same seed, or greedy) a piece that ends within the first budget ends at the same
+frame, so the audio is the non-streamed request's. A piece still cut at that budget ends the
+stream with ``synthesis_truncated``, as the non-streamed request fails.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from hookspecs import AudioChunk, GenerationParams, TtsError
+from hookspecs.models import MAX_NEW_TOKENS
+
+from .audio import pcm16_bytes
+from .log import get_logger
+from .planning import PieceTask, SpeechPlan, piece_tasks
+from .scheduler import Scheduler
+from .speaking import PieceOutcome, Take, own_copy, truncated_error
+
+log = get_logger(__name__)
+
+FIRST_WINDOW = 4
+"""Frames in the stream's first window (0.32 s of audio): what the first chunk waits for."""
+LARGEST_WINDOW = 48
+"""Frames in a window at most (3.84 s); each window is twice the one before, up to this."""
+
+
+def streamed_params(params: GenerationParams) -> GenerationParams:
+    """The values a streamed piece is spoken with: the retry's budget from the start."""
+    if params.allow_cut:
+        return params
+    budget = min(2 * params.max_new_tokens, MAX_NEW_TOKENS)
+    return params.model_copy(update={"max_new_tokens": budget})
+
+
+class PieceStream:
+    """One piece's frames as the loop makes them (a ``FrameSink``), and how much of its
+    audio went out."""
+
+    def __init__(self, wake: Callable[[], None], window: Callable[[], int]) -> None:
+        self._wake = wake
+        self._window = window
+        self.frames: list[Any] = []
+        """[16] codes per frame, appended on the loop's thread."""
+        self.audio: Any = None
+        self.sent_frames = 0
+
+    def begin(self, audio: Any) -> None:
+        self.audio = audio
+
+    def frame(self, codes: Any) -> None:
+        self.frames.append(codes)
+        if len(self.frames) - self.sent_frames >= self._window():
+            self._wake()
+
+    def next_window(self) -> tuple[int, int] | None:
+        """The frames of the next window, when enough are in."""
+        start = self.sent_frames
+        end = start + self._window()
+        if self.audio is None or len(self.frames) < end:
+            return None
+        return start, end
+
+
+class Streamer:
+    """The chunks of one planned request; see the module's docstring."""
+
+    def __init__(self, scheduler: Scheduler[PieceTask, PieceOutcome], plan: SpeechPlan) -> None:
+        self.scheduler = scheduler
+        self.plan = plan
+        self.events: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.windows = 0
+        self.index = 0
+
+    def window_frames(self) -> int:
+        return min(FIRST_WINDOW * 2**self.windows, LARGEST_WINDOW)
+
+    def chunks(self) -> Iterator[AudioChunk]:
+        """Queue the pieces, then yield their audio in order; the last chunk carries the
+        written file's result. Closing the iterator withdraws what is still being spoken."""
+        plan = self.plan
+        started = time.perf_counter()
+        pieces = [PieceStream(lambda: self.events.put(-1), self.window_frames) for _ in plan.pieces]
+        tasks = piece_tasks(plan, streamed_params(plan.params), sinks=pieces)
+        submission = self.scheduler.submit(tasks, notify=self.events.put)
+        finished = False
+        try:
+            outcomes: list[PieceOutcome] = []
+            last: np.ndarray | None = None
+            for number, piece in enumerate(pieces):
+                while not submission.has_outcome(number):
+                    window = piece.next_window()
+                    if window is None:
+                        self.events.get()  # a window is ready, or an outcome is in
+                        continue
+                    samples = piece.audio.window(piece.frames, *window)
+                    piece.sent_frames = window[1]
+                    self.windows += 1
+                    if self.index == 0:
+                        log.info(
+                            "tts.stream.first_chunk",
+                            seconds=round(time.perf_counter() - started, 3),
+                            frames=window[1] - window[0],
+                        )
+                    yield self.chunk(samples, piece.audio.sample_rate)
+                outcome = self.checked(number, submission.outcome(number))
+                outcomes.append(outcome)
+                assert outcome.call is not None  # a piece with a waveform ran in a call
+                rate = outcome.call.sample_rate
+                sent = piece.sent_frames * piece.audio.samples_per_frame if piece.sent_frames else 0
+                rest = outcome.waveform[sent:]
+                pause = plan.pieces[number].pause_s
+                if pause:
+                    rest = np.concatenate([rest, np.zeros(round(pause * rate), np.float32)])
+                if number == len(pieces) - 1:
+                    last = rest  # goes with the result, once the file is written
+                else:
+                    yield self.chunk(rest, rate)
+            take = Take(plan)
+            take.outcomes = list(outcomes)
+            result = take.finish()
+            if isinstance(result, TtsError):
+                raise result
+            assert last is not None
+            finished = True
+            log.info(
+                "tts.stream.done",
+                chunks=self.index + 1,
+                seconds=round(time.perf_counter() - started, 3),
+                audio_s=round(result.duration_s, 3),
+            )
+            yield AudioChunk(
+                index=self.index,
+                samples=pcm16_bytes(last),
+                sample_rate=result.sample_rate,
+                final=True,
+                result=result,
+            )
+        finally:
+            if not submission.done:
+                submission.withdraw()
+            if not finished:
+                log.info("tts.stream.stopped", chunks=self.index)
+
+    def chunk(self, samples: np.ndarray, sample_rate: int) -> AudioChunk:
+        chunk = AudioChunk(index=self.index, samples=pcm16_bytes(samples), sample_rate=sample_rate)
+        self.index += 1
+        return chunk
+
+    def checked(self, number: int, outcome: PieceOutcome) -> PieceOutcome:
+        """The piece's outcome, or its failure raised (the stream ends; nothing is written)."""
+        if outcome.error is not None:
+            raise own_copy(outcome.error)
+        if outcome.cut and not self.plan.params.allow_cut:
+            raise truncated_error(self.plan, number, outcome.budget)
+        return outcome
+
+
+def stream(scheduler: Scheduler[PieceTask, PieceOutcome], plan: SpeechPlan) -> Iterator[AudioChunk]:
+    """``plan``'s audio as chunks (lazily: nothing is queued before the first is asked for)."""
+    return Streamer(scheduler, plan).chunks()
