@@ -29,6 +29,7 @@ QUICK: dict[str, Any] = {
     "long": 1,
     "long_tokens": 8,
     "stepper": 0,
+    "streaming": 0,
 }
 FULL: dict[str, Any] = {
     "reg": 15,
@@ -46,6 +47,7 @@ FULL: dict[str, Any] = {
     "long": 3,
     "long_tokens": 16,
     "stepper": 1,
+    "streaming": 3,
 }
 
 
@@ -58,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--real",
         action="store_true",
-        help="also the stepper on the real-size random 0.6B model on the CPU (builds a 2 GB"
-        " checkpoint once; about 6 minutes on 2 cores)",
+        help="also the stepper and streaming on the real-size random 0.6B model on the CPU"
+        " (builds a 2 GB checkpoint once; about 8 minutes on 2 cores)",
     )
     args = parser.parse_args(argv)
     _quiet_logs()
@@ -83,6 +85,7 @@ def run_all(p: dict[str, Any], real: bool = False) -> dict[str, Any]:
         registration,
         stepper,
         stepper_real,
+        streaming,
     )
 
     started = time.perf_counter()
@@ -103,6 +106,8 @@ def run_all(p: dict[str, Any], real: bool = False) -> dict[str, Any]:
     results["gpu"] = gpu.run(quick=p is QUICK)
     if p["stepper"]:
         results["stepper"] = stepper.run(model_dir, p["stepper"])
+    if p["streaming"]:
+        results["streaming"] = streaming.run(model_dir, p["streaming"], real=real)
     if real:
         results["stepper_real"] = {
             "speed": stepper_real.speed(2),
@@ -126,7 +131,7 @@ def machine() -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> str:
-    from . import batch_sizes, long_text, stepper, stepper_real
+    from . import batch_sizes, long_text, stepper, stepper_real, streaming
 
     def ms(t: dict[str, float]) -> str:
         return f"{t['median'] * 1e3:8.2f} ms  (min {t['min'] * 1e3:.2f}, max {t['max'] * 1e3:.2f})"
@@ -194,6 +199,11 @@ def render(r: dict[str, Any]) -> str:
         lines.append("   skipped (--quick)")
     if "stepper_real" in r:
         lines += ["   " + row for row in stepper_real.rows(r["stepper_real"])]
+    lines.append("11. streaming (tts_synthesize_stream) beside the same request not streamed")
+    if "streaming" in r:
+        lines += ["   " + row for row in streaming.rows(r["streaming"])]
+    else:
+        lines.append("   skipped (--quick)")
     lines.append(f"\nwall time {r['wall_s']:.1f} s")
     return "\n".join(lines)
 

@@ -90,6 +90,7 @@ class Streamer:
         self.events: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.windows = 0
         self.index = 0
+        self.started = time.perf_counter()
 
     def window_frames(self) -> int:
         return min(FIRST_WINDOW * 2**self.windows, LARGEST_WINDOW)
@@ -98,7 +99,7 @@ class Streamer:
         """Queue the pieces, then yield their audio in order; the last chunk carries the
         written file's result. Closing the iterator withdraws what is still being spoken."""
         plan = self.plan
-        started = time.perf_counter()
+        self.started = time.perf_counter()
         pieces = [PieceStream(lambda: self.events.put(-1), self.window_frames) for _ in plan.pieces]
         tasks = piece_tasks(plan, streamed_params(plan.params), sinks=pieces)
         submission = self.scheduler.submit(tasks, notify=self.events.put)
@@ -107,45 +108,22 @@ class Streamer:
             outcomes: list[PieceOutcome] = []
             last: np.ndarray | None = None
             for number, piece in enumerate(pieces):
-                while not submission.has_outcome(number):
-                    window = piece.next_window()
-                    if window is None:
-                        self.events.get()  # a window is ready, or an outcome is in
-                        continue
-                    samples = piece.audio.window(piece.frames, *window)
-                    piece.sent_frames = window[1]
-                    self.windows += 1
-                    if self.index == 0:
-                        log.info(
-                            "tts.stream.first_chunk",
-                            seconds=round(time.perf_counter() - started, 3),
-                            frames=window[1] - window[0],
-                        )
-                    yield self.chunk(samples, piece.audio.sample_rate)
+                yield from self.windows_of(piece, lambda n=number: submission.has_outcome(n))
                 outcome = self.checked(number, submission.outcome(number))
                 outcomes.append(outcome)
-                assert outcome.call is not None  # a piece with a waveform ran in a call
-                rate = outcome.call.sample_rate
-                sent = piece.sent_frames * piece.audio.samples_per_frame if piece.sent_frames else 0
-                rest = outcome.waveform[sent:]
-                pause = plan.pieces[number].pause_s
-                if pause:
-                    rest = np.concatenate([rest, np.zeros(round(pause * rate), np.float32)])
-                if number == len(pieces) - 1:
-                    last = rest  # goes with the result, once the file is written
-                else:
-                    yield self.chunk(rest, rate)
+                last = self.rest_of(piece, number, outcome)
+                if number < len(pieces) - 1:
+                    yield self.chunk(last, outcome.call.sample_rate)
             take = Take(plan)
             take.outcomes = list(outcomes)
             result = take.finish()
             if isinstance(result, TtsError):
                 raise result
-            assert last is not None
             finished = True
             log.info(
                 "tts.stream.done",
                 chunks=self.index + 1,
-                seconds=round(time.perf_counter() - started, 3),
+                seconds=round(time.perf_counter() - self.started, 3),
                 audio_s=round(result.duration_s, 3),
             )
             yield AudioChunk(
@@ -160,6 +138,34 @@ class Streamer:
                 submission.withdraw()
             if not finished:
                 log.info("tts.stream.stopped", chunks=self.index)
+
+    def windows_of(self, piece: PieceStream, ended: Callable[[], bool]) -> Iterator[AudioChunk]:
+        """The piece's windows, each as soon as its frames are in, until ``ended()``."""
+        while not ended():
+            window = piece.next_window()
+            if window is None:
+                self.events.get()  # a window is ready, or an outcome is in
+                continue
+            samples = piece.audio.window(piece.frames, *window)
+            piece.sent_frames = window[1]
+            self.windows += 1
+            if self.index == 0:
+                log.info(
+                    "tts.stream.first_chunk",
+                    seconds=round(time.perf_counter() - self.started, 3),
+                    frames=window[1] - window[0],
+                )
+            yield self.chunk(samples, piece.audio.sample_rate)
+
+    def rest_of(self, piece: PieceStream, number: int, outcome: PieceOutcome) -> np.ndarray:
+        """What of the piece's audio has not gone out (from its full decode), and its pause."""
+        rate = outcome.call.sample_rate
+        sent = piece.sent_frames * piece.audio.samples_per_frame if piece.sent_frames else 0
+        rest = outcome.waveform[sent:]
+        pause = self.plan.pieces[number].pause_s
+        if pause:
+            rest = np.concatenate([rest, np.zeros(round(pause * rate), np.float32)])
+        return rest
 
     def chunk(self, samples: np.ndarray, sample_rate: int) -> AudioChunk:
         chunk = AudioChunk(index=self.index, samples=pcm16_bytes(samples), sample_rate=sample_rate)

@@ -192,8 +192,9 @@ def test_every_hook_is_documented_and_firstresult_as_specified():
         assert name in hookspecs.__all__, name
 
 
-def test_a_batch_item_holds_exactly_one_outcome(tmp_path):
-    result = SynthesisResult(
+def a_result(tmp_path) -> SynthesisResult:
+    """A valid result with only the fields every engine must fill."""
+    return SynthesisResult(
         provider="qwen3_tts",
         path=tmp_path / "a.wav",
         duration_s=1,
@@ -205,6 +206,10 @@ def test_a_batch_item_holds_exactly_one_outcome(tmp_path):
         synth_s=1,
         rtf=1,
     )
+
+
+def test_a_batch_item_holds_exactly_one_outcome(tmp_path):
+    result = a_result(tmp_path)
     assert result.batch_size == 1  # engines that predate batching still build valid results
     error = ErrorInfo.from_error(TtsError("empty_text", "nothing to say", "Say something."))
     assert BatchItem(index=0, result=result).ok
@@ -313,18 +318,7 @@ def test_acceleration_status_carries_engine_facts_under_extras_only():
 
 
 def test_only_the_final_audio_chunk_carries_the_result_and_samples_are_whole(tmp_path):
-    result = SynthesisResult(
-        provider="qwen3_tts",
-        path=tmp_path / "a.wav",
-        duration_s=1,
-        sample_rate=24000,
-        device="cpu",
-        dtype="float32",
-        attn_implementation="sdpa",
-        load_s=0,
-        synth_s=1,
-        rtf=1,
-    )
+    result = a_result(tmp_path)
     chunk = hookspecs.AudioChunk(index=0, samples=b"\x00\x00" * 2400, sample_rate=24000)
     assert chunk.duration_s == pytest.approx(0.1)
     hookspecs.AudioChunk(index=3, samples=b"", sample_rate=24000, final=True, result=result)

@@ -497,3 +497,30 @@ class serve_process:
         self.process.terminate()
         out, err = self.process.communicate(timeout=30)
         self.process.stdout_text, self.process.stderr_text = out, err
+
+
+def test_a_client_that_leaves_a_streamed_preview_stops_the_engines_work(served, engine):
+    """The listener closes the page mid-sentence: the server notices at its next chunk, closes
+    the engine's stream, and the row leaves the loop (the engine is idle long before the 175
+    frames still to come would have taken)."""
+    body = json.dumps(
+        {
+            "text": "The river bends twice before it reaches the old mill, and nobody "
+            "remembers who built it.",
+            "voice": {"speaker": "vivian"},
+            "generation": {"do_sample": True, "seed": 6, "temperature": 1.5, "max_new_tokens": 300},
+        }
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", served.port))
+    sock.sendall(
+        b"POST /api/tts/preview/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    head = sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200") and b"audio/L16" in head
+    assert engine.busy  # still speaking
+    sock.close()
+    left = time.monotonic()
+    while engine.busy and time.monotonic() - left < 30:
+        time.sleep(0.01)
+    assert time.monotonic() - left < 1.5  # the whole text takes 2.5 s or more here
