@@ -17,10 +17,12 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import pluggy
 from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -39,6 +41,7 @@ from .voice_library import VoiceLibrary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+S = TypeVar("S")
 
 STATIC = Path(__file__).parent / "static"
 """The settings page: plain HTML, CSS and JavaScript, no build step, nothing from a CDN."""
@@ -182,6 +185,46 @@ class SynthesisQueue:
 
     async def run(self, work: Callable[[], T]) -> T:
         """``work()`` in a synthesis thread; ``server_busy`` when the queue is full."""
+        self._take()
+        future = self.executor.submit(work)
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()  # not started yet: never runs (a running one finishes unread)
+            raise
+
+    async def open_stream(self, open_: Callable[[Callable[[], None]], S]) -> S:
+        """``open_(release)`` in a synthesis thread, counted like ``run`` until ``release()``
+        is called (a stream calls it when it is closed, so an open stream holds its place);
+        a failed open releases at once, and a stream opened for a client that left is
+        closed."""
+        self._take()
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                self._release(None)
+
+        def failed(future: Future) -> None:
+            if future.cancelled() or future.exception() is not None:
+                release()
+
+        def close_unread(future: Future) -> None:
+            if not future.cancelled() and future.exception() is None:
+                future.result().close()
+
+        future = self.executor.submit(open_, release)
+        future.add_done_callback(failed)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel():
+                future.add_done_callback(close_unread)
+            raise
+
+    def _take(self) -> None:
         with self.lock:
             if self.taken >= self.workers + self.depth:
                 raise TtsError(
@@ -192,13 +235,6 @@ class SynthesisQueue:
                     "batch instead (example_host dub).",
                 )
             self.taken += 1
-        future = self.executor.submit(work)
-        future.add_done_callback(self._release)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            future.cancel()  # not started yet: never runs (a running one finishes unread)
-            raise
 
     def _release(self, _: object) -> None:
         with self.lock:
@@ -339,11 +375,11 @@ def create_app(
 
     @app.post("/api/tts/preview/stream")
     async def preview_stream(body: PreviewBody) -> Response:
-        stream = await synthesis.run(lambda: PreviewStream.open(pm, store, library, body))
+        stream = await synthesis.open_stream(
+            lambda release: PreviewStream.open(pm, store, library, body, release)
+        )
         return StreamingResponse(
-            stream.pcm(),
-            media_type=f"audio/L16;rate={stream.first.sample_rate};channels=1",
-            headers=stream.headers(pm),
+            stream.pcm(synthesis), media_type="application/octet-stream", headers=stream.headers(pm)
         )
 
     return app
@@ -394,23 +430,32 @@ def _speak(
 class PreviewStream:
     """A streamed preview: raw PCM as the engine hands it over (``tts_synthesize_stream``).
 
-    Raw 16-bit mono PCM (``audio/L16``, the rate in the type and in ``X-TTS-Sample-Rate``)
+    Raw 16-bit little-endian mono PCM (``application/octet-stream``, ``X-TTS-Stream:
+    pcm_s16le``, the rate in ``X-TTS-Sample-Rate``; not ``audio/L16``, which is big-endian)
     rather than a WAV: a WAV header states the data's length, unknown until the end, and a
     player fed chunks (Web Audio in the page, ``aplay -f S16_LE`` from curl) needs only the
     rate. The first chunk is made before the response starts, in the synthesis queue (a flood
     is refused as for previews), so every refusal and early failure is the usual JSON error;
     a failure after it cuts the response short (no final empty chunk: clients see a broken
-    transfer). A client that goes away closes the engine's stream: its row leaves the loop.
+    transfer). An open stream keeps its place in the synthesis queue and reads its chunks in
+    the queue's threads. A client that goes away closes the engine's stream: its row leaves
+    the loop.
     The engine writes the file into a temporary folder, deleted at the end.
     """
 
     def __init__(
-        self, folder: tempfile.TemporaryDirectory, chunks: Any, first: Any, first_s: float
+        self,
+        folder: tempfile.TemporaryDirectory,
+        chunks: Any,
+        first: Any,
+        first_s: float,
+        release: Callable[[], None],
     ):
         self.folder = folder
         self.chunks = chunks
         self.first = first
         self.first_s = first_s
+        self.release = release
 
     @classmethod
     def open(
@@ -419,6 +464,7 @@ class PreviewStream:
         store: SettingsStore,
         library: VoiceLibrary,
         body: PreviewBody,
+        release: Callable[[], None],
     ) -> PreviewStream:
         """The request checked and its first chunk made (runs in a worker thread)."""
         started = time.perf_counter()
@@ -438,7 +484,7 @@ class PreviewStream:
         except BaseException:
             folder.cleanup()
             raise
-        return cls(folder, chunks, first, time.perf_counter() - started)
+        return cls(folder, chunks, first, time.perf_counter() - started, release)
 
     def headers(self, pm: pluggy.PluginManager) -> dict[str, str]:
         """How the audio comes and where it is made (the engine's status: the model that
@@ -461,23 +507,35 @@ class PreviewStream:
                 }
         return headers
 
-    async def pcm(self) -> AsyncIterator[bytes]:
-        """The chunks' samples; the engine's stream is closed however this ends."""
+    async def pcm(self, synthesis: SynthesisQueue) -> AsyncIterator[bytes]:
+        """The chunks' samples, each read in a synthesis thread; the engine's stream is
+        closed however this ends (a client that left included: the close is shielded from
+        the cancellation, and waits for a chunk still being read)."""
+        reading: Future | None = None
         try:
             chunk = self.first
             yield chunk.samples
             while not chunk.final:
-                chunk = await run_in_threadpool(next, self.chunks)
+                reading = synthesis.executor.submit(next, self.chunks)
+                chunk = await asyncio.wrap_future(reading)
                 yield chunk.samples
         except TtsError as err:
             log.warning("preview stream failed after its first chunk: %s", err)
             raise
         finally:
-            await run_in_threadpool(self.close)
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self.close, reading)
 
-    def close(self) -> None:
-        self.chunks.close()
-        self.folder.cleanup()
+    def close(self, reading: Future | None = None) -> None:
+        """Close the engine's stream (once ``reading``, a chunk being read, is in), delete
+        the folder, give the queue its place back."""
+        try:
+            if reading is not None:
+                futures_wait([reading])
+            self.chunks.close()
+            self.folder.cleanup()
+        finally:
+            self.release()
 
 
 def _preview_request(

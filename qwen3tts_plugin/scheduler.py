@@ -32,6 +32,10 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
+from .log import get_logger
+
+log = get_logger(__name__)
+
 
 class Schedulable(Protocol):
     """What the scheduler reads from a job."""
@@ -79,6 +83,8 @@ class Scheduler(Generic[J, R]):
         self._in_a_row = 0
         self._running: list[_Ticket] | None = None
         """The tickets of the run executing now (it grows when ``admit`` takes jobs)."""
+        self._by_job: dict[int, _Ticket] = {}
+        """The same tickets by ``id(job)``."""
         self._closed = False
         _OPEN.add(self)
 
@@ -119,6 +125,7 @@ class Scheduler(Generic[J, R]):
                 taken.append(ticket)
             del self._waiting[: len(taken)]
             run.extend(taken)
+            self._by_job.update((id(ticket.job), ticket) for ticket in taken)
             return [ticket.job for ticket in taken]
 
     def settle(self, job: J, outcome: R) -> None:
@@ -134,9 +141,8 @@ class Scheduler(Generic[J, R]):
     def withdrawn(self, job: J) -> bool:
         """Whether ``job`` (of the run executing now) was withdrawn by its caller, or the
         scheduler closed: nobody waits for its outcome any more."""
-        with self._cond:
-            ticket = self._ticket_running(job)
-            return ticket is not None and (ticket.withdrawn or self._closed)
+        ticket = self._by_job.get(id(job))  # no lock: read every step for every row
+        return ticket is not None and ticket.job is job and (ticket.withdrawn or self._closed)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Take no more jobs, fail the queued ones (``RuntimeError``), mark the running ones
@@ -144,11 +150,7 @@ class Scheduler(Generic[J, R]):
         Whether it ended (a run that does not look at ``withdrawn`` goes on to its end)."""
         with self._cond:
             self._closed = True
-            closed = RuntimeError("the engine's scheduler was closed")
-            for ticket in self._waiting:
-                ticket.done, ticket.failure, ticket.first = True, closed, True
-                ticket.owner.notify(ticket)
-            self._waiting = []
+            self._fail_waiting(RuntimeError("the engine's scheduler was closed"))
             self._cond.notify_all()
             worker = self._worker
         if worker is None or worker is threading.current_thread():
@@ -195,17 +197,32 @@ class Scheduler(Generic[J, R]):
         return submission
 
     def _work(self) -> None:
-        """The scheduler's thread: runs until no job waits."""
+        """The scheduler's thread: runs until no job waits. Should it ever fail outside a run
+        (a bug), the queued jobs get that failure instead of waiting forever."""
         with self._cond:
-            while self._waiting and not self._closed:
-                self._execute(self._next_run())
-            self._worker = None
+            try:
+                while self._waiting and not self._closed:
+                    self._execute(self._next_run())
+            except BaseException as exc:  # handed to every queued caller, and logged
+                log.exception("tts.scheduler.failed", waiting=len(self._waiting))
+                self._fail_waiting(exc)
+            finally:
+                self._worker = None
+                self._cond.notify_all()
+
+    def _fail_waiting(self, failure: BaseException) -> None:
+        """Every queued job fails with ``failure`` (caller holds the lock)."""
+        for ticket in self._waiting:
+            ticket.done, ticket.failure, ticket.first = True, failure, True
+            ticket.owner.notify(ticket)
+        self._waiting = []
 
     def _execute(self, run: list[_Ticket]) -> None:
         """Execute ``run`` outside the lock (the worker holds it), then hand out outcomes."""
         failure: BaseException | None = None
         outcomes: list[Any] = []
         self._running = run
+        self._by_job = {id(ticket.job): ticket for ticket in run}
         self._cond.release()
         try:
             outcomes = run[0].context.run(self._outcomes, [ticket.job for ticket in run])
@@ -214,6 +231,7 @@ class Scheduler(Generic[J, R]):
         finally:
             self._cond.acquire()
             self._running = None
+            self._by_job = {}
         if failure is not None:
             outcomes = [None] * len(run)
         for ticket, outcome in zip(run, outcomes, strict=True):
@@ -244,8 +262,9 @@ class Scheduler(Generic[J, R]):
         self._cond.notify_all()
 
     def _ticket_running(self, job: Any) -> _Ticket | None:
-        """``job``'s ticket in the run executing now (caller holds the lock)."""
-        return next((ticket for ticket in self._running or [] if ticket.job is job), None)
+        """``job``'s ticket in the run executing now."""
+        ticket = self._by_job.get(id(job))
+        return ticket if ticket is not None and ticket.job is job else None
 
     def _next_run(self) -> list[_Ticket]:
         """Take the next run out of the queue (caller holds the lock; the queue is not empty)."""

@@ -166,6 +166,9 @@ def _checked(task: PieceTask, waveform: Any, call: GenerateCall, backend: Any) -
     budget = task.params.max_new_tokens
     if isinstance(waveform, TtsError):  # the backend failed this piece alone
         return PieceOutcome(call, budget, error=own_copy(waveform))
+    if waveform is None:  # dropped: its caller stopped waiting, or the engine closed
+        dropped = TtsError("synthesis_failed", "the text was dropped before its end")
+        return PieceOutcome(call, budget, error=dropped)
     try:
         checked = check_waveform(waveform)
     except TtsError as err:  # its own copy: this frame's traceback holds every waveform

@@ -102,14 +102,21 @@ class Streamer:
         self.started = time.perf_counter()
         pieces = [PieceStream(lambda: self.events.put(-1), self.window_frames) for _ in plan.pieces]
         tasks = piece_tasks(plan, streamed_params(plan.params), sinks=pieces)
-        submission = self.scheduler.submit(tasks, notify=self.events.put)
+        try:
+            submission = self.scheduler.submit(tasks, notify=self.events.put)
+        except RuntimeError as exc:  # closed: the interpreter is exiting
+            raise stopped_error(exc) from exc
         finished = False
         try:
             outcomes: list[PieceOutcome] = []
             last: np.ndarray | None = None
             for number, piece in enumerate(pieces):
                 yield from self.windows_of(piece, lambda n=number: submission.has_outcome(n))
-                outcome = self.checked(number, submission.outcome(number))
+                try:
+                    given = submission.outcome(number)
+                except RuntimeError as exc:  # the run itself broke, or the engine closed
+                    raise stopped_error(exc) from exc
+                outcome = self.checked(number, given)
                 outcomes.append(outcome)
                 last = self.rest_of(piece, number, outcome)
                 if number < len(pieces) - 1:
@@ -158,10 +165,17 @@ class Streamer:
             yield self.chunk(samples, piece.audio.sample_rate)
 
     def rest_of(self, piece: PieceStream, number: int, outcome: PieceOutcome) -> np.ndarray:
-        """What of the piece's audio has not gone out (from its full decode), and its pause."""
+        """What of the piece's audio has not gone out (from its full decode), and its pause.
+
+        Counted from the end: an in-context clone's waveform may start one sample early
+        (qwen_tts cuts the reference's share by a rounded ratio), which the stream then lacks
+        rather than repeating a sample at the seam."""
         rate = outcome.call.sample_rate
-        sent = piece.sent_frames * piece.audio.samples_per_frame if piece.sent_frames else 0
-        rest = outcome.waveform[sent:]
+        waveform = outcome.waveform
+        rest = waveform
+        if piece.sent_frames:
+            unsent = (len(piece.frames) - piece.sent_frames) * piece.audio.samples_per_frame
+            rest = waveform[len(waveform) - unsent :] if unsent else waveform[:0]
         pause = self.plan.pieces[number].pause_s
         if pause:
             rest = np.concatenate([rest, np.zeros(round(pause * rate), np.float32)])
@@ -179,6 +193,15 @@ class Streamer:
         if outcome.cut and not self.plan.params.allow_cut:
             raise truncated_error(self.plan, number, outcome.budget)
         return outcome
+
+
+def stopped_error(exc: RuntimeError) -> TtsError:
+    """A stream's engine stopped under it (its run failed as a whole, or it was closed)."""
+    return TtsError(
+        "synthesis_failed",
+        f"the engine stopped before this stream's end: {exc}",
+        "Nothing was written. Try again; if it repeats, the engine's log says why.",
+    )
 
 
 def stream(scheduler: Scheduler[PieceTask, PieceOutcome], plan: SpeechPlan) -> Iterator[AudioChunk]:

@@ -500,3 +500,20 @@ def test_closing_fails_the_queued_jobs_marks_the_running_ones_and_waits_for_the_
     assert errors == {"queued": "the engine's scheduler was closed"}
     with pytest.raises(RuntimeError, match="closed"):
         scheduler.run([Job("late")])
+
+
+def test_a_failure_outside_any_run_reaches_the_queued_callers_instead_of_hanging():
+    """A bug in choosing the next run (here the resident-model probe raises) fails the queued
+    jobs with it; the next call starts a fresh thread."""
+    broken = [True]
+
+    def resident():
+        if broken[0]:
+            raise KeyError("probe broke")
+        return None
+
+    scheduler = Scheduler(lambda run: ["ok"] * len(run), resident)
+    with pytest.raises(KeyError, match="probe broke"):
+        scheduler.run([Job("a")])
+    broken[0] = False
+    assert scheduler.run([Job("b")]) == ["ok"]

@@ -241,6 +241,29 @@ def test_a_withdrawn_text_leaves_its_slot_at_once_and_the_others_are_unchanged(v
     )
 
 
+def test_newcomers_take_every_other_free_slot_so_the_calls_own_texts_still_get_theirs(
+    voices, backends
+):
+    """Texts that arrive during a call jump ahead of its own waiting texts, but only for half
+    of the slots that free up: with one slot, own and arrived texts alternate, and a stream
+    of arrivals cannot starve the call."""
+    path, voice = voices["custom_voice"]
+    backend = backends[str(path)]
+    params = GREEDY.model_copy(update={"max_new_tokens": 4})
+    prompts = build_prompts(backend.model, TEXTS[:1] * 8, [voice] * 8)
+    own = [Row(p, backend.sampler(params), 4, index=i) for i, p in enumerate(prompts[:4])]
+    arrivals = [Row(p, backend.sampler(params), 4, index=10 + i) for i, p in enumerate(prompts[4:])]
+    order = []
+
+    def refill(free: int) -> list[Row]:
+        taken, arrivals[:] = arrivals[:free], arrivals[free:]
+        return taken
+
+    with torch.inference_mode():
+        backend.stepper(1).run(own, lambda row: order.append(row.index), 1, refill)
+    assert order == [10, 0, 11, 1, 12, 2, 13, 3]  # a newcomer first, then turn about
+
+
 # --- through the hooks ------------------------------------------------------------------------
 
 

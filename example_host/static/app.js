@@ -200,6 +200,7 @@ function clearAudio() {
 }
 
 let sharedContext = null;
+let playing = []; // the last preview's scheduled sources: a new preview stops them
 
 function audioContext() {
   sharedContext = sharedContext || new AudioContext();
@@ -234,6 +235,7 @@ async function playStream(response, context, started) {
     const source = context.createBufferSource();
     source.buffer = buffer;
     source.connect(context.destination);
+    playing.push(source);
     at = Math.max(at, context.currentTime + 0.02);
     source.start(at);
     at += buffer.duration;
@@ -267,6 +269,8 @@ async function preview() {
   $("busy").hidden = false;
   $("decision").hidden = true;
   clearAudio();
+  for (const source of playing) source.stop();
+  playing = [];
   const context = audioContext(); // asked for in the click, so the browser lets it play
   const started = performance.now();
   try {
@@ -307,6 +311,10 @@ async function preview() {
       return;
     }
     const seconds = played.parts.reduce((sum, part) => sum + part.length, 0) / played.rate;
+    if (played.firstAudioS === null) {
+      showError({ code: "stream_broken", detail: "the stream carried no audio", hint: "Preview again." });
+      return;
+    }
     $("decision").textContent =
       `${line} · first audio ${played.firstAudioS.toFixed(2)} s` +
       ` (engine ${h("First-Chunk-Seconds")} s) · ${seconds.toFixed(2)} s of audio` +

@@ -137,10 +137,11 @@ class Stepper:
     ) -> None:
         """Speak every row, at most ``slots`` (default: all this loop has) at once;
         ``finished(row)`` as each one ends (its ``frames``, or ``error``). When slots are
-        free, ``refill(free)`` may give more rows (once per step); they take the free slots
-        before ``rows`` still waiting (a text that arrives during a long call waits for one
-        row to end, not for the call). A row for which ``dropped(row)`` turns true (checked
-        every step) leaves at once, unfinished.
+        free, ``refill(free)`` may give more rows (once per step). While ``rows`` still wait,
+        every other free slot goes to such a newcomer first (a text that arrives during a long
+        call waits for a row or two to end, not for the call, and the call's own rows keep at
+        least half the slots that free up). A row for which ``dropped(row)`` turns true
+        (checked every step) leaves at once, unfinished.
 
         A row whose logits are not finite fails alone (``synthesis_failed``); an exception
         from the model itself propagates (every row still running is lost).
@@ -149,13 +150,20 @@ class Stepper:
         waiting = deque(rows)
         active: list[Row] = []
         self.cache.rows = 0
+        newcomers_turn = True  # with one slot free at a time, newcomers and own rows alternate
         while waiting or active:
             if dropped is not None:
                 for row in [row for row in active if dropped(row)]:
                     self._leave(active, row)
                 waiting = deque(row for row in waiting if not dropped(row))
-            if refill is not None and len(active) < width:
-                waiting.extendleft(reversed(refill(width - len(active))))
+            free = width - len(active)
+            if refill is not None and free > 0:
+                share = free
+                if waiting:  # the call's own rows wait too: newcomers get half, rounded
+                    share = (free + newcomers_turn) // 2
+                    newcomers_turn = not newcomers_turn if free % 2 else newcomers_turn
+                if share:
+                    waiting.extendleft(reversed(refill(share)))
             joining = [waiting.popleft() for _ in range(min(len(waiting), width - len(active)))]
             if joining:
                 self._prefill(joining, first_slot=len(active))
