@@ -510,14 +510,16 @@ class PreviewStream:
     async def pcm(self, synthesis: SynthesisQueue) -> AsyncIterator[bytes]:
         """The chunks' samples, each read in a synthesis thread; the engine's stream is
         closed however this ends (a client that left included: the close is shielded from
-        the cancellation, and waits for a chunk still being read)."""
+        the disconnect's cancellation, and stops a chunk still being read)."""
         reading: Future | None = None
         try:
             chunk = self.first
             yield chunk.samples
             while not chunk.final:
-                reading = synthesis.executor.submit(next, self.chunks)
+                reading = synthesis.executor.submit(next, self.chunks, None)
                 chunk = await asyncio.wrap_future(reading)
+                if chunk is None:
+                    break
                 yield chunk.samples
         except TtsError as err:
             log.warning("preview stream failed after its first chunk: %s", err)
@@ -527,12 +529,12 @@ class PreviewStream:
                 await run_in_threadpool(self.close, reading)
 
     def close(self, reading: Future | None = None) -> None:
-        """Close the engine's stream (once ``reading``, a chunk being read, is in), delete
-        the folder, give the queue its place back."""
+        """Close the engine's stream (its ``close`` may come from any thread: a chunk being
+        read ends at once), then delete the folder and give the queue its place back."""
         try:
+            self.chunks.close()
             if reading is not None:
                 futures_wait([reading])
-            self.chunks.close()
             self.folder.cleanup()
         finally:
             self.release()

@@ -21,6 +21,7 @@ stream with ``synthesis_truncated``, as the non-streamed request fails.
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,7 +34,7 @@ from hookspecs.models import MAX_NEW_TOKENS
 from .audio import pcm16_bytes
 from .log import get_logger
 from .planning import PieceTask, SpeechPlan, piece_tasks
-from .scheduler import Scheduler
+from .scheduler import Scheduler, Submission
 from .speaking import PieceOutcome, Take, own_copy, truncated_error
 
 log = get_logger(__name__)
@@ -91,6 +92,15 @@ class Streamer:
         self.windows = 0
         self.index = 0
         self.started = time.perf_counter()
+        self.submission: Submission | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop from any thread: the pieces are withdrawn and a waiting ``chunks`` ends."""
+        self.cancelled = True
+        if self.submission is not None:
+            self.submission.withdraw()
+        self.events.put(-1)
 
     def window_frames(self) -> int:
         return min(FIRST_WINDOW * 2**self.windows, LARGEST_WINDOW)
@@ -106,12 +116,15 @@ class Streamer:
             submission = self.scheduler.submit(tasks, notify=self.events.put)
         except RuntimeError as exc:  # closed: the interpreter is exiting
             raise stopped_error(exc) from exc
+        self.submission = submission
         finished = False
         try:
             outcomes: list[PieceOutcome] = []
             last: np.ndarray | None = None
             for number, piece in enumerate(pieces):
                 yield from self.windows_of(piece, lambda n=number: submission.has_outcome(n))
+                if self.cancelled:  # withdrawn: its jobs count as done, with no outcome
+                    raise Cancelled
                 try:
                     given = submission.outcome(number)
                 except RuntimeError as exc:  # the run itself broke, or the engine closed
@@ -121,6 +134,8 @@ class Streamer:
                 last = self.rest_of(piece, number, outcome)
                 if number < len(pieces) - 1:
                     yield self.chunk(last, outcome.call.sample_rate)
+            if self.cancelled:  # closed meanwhile: write nothing
+                raise Cancelled
             take = Take(plan)
             take.outcomes = list(outcomes)
             result = take.finish()
@@ -140,6 +155,8 @@ class Streamer:
                 final=True,
                 result=result,
             )
+        except Cancelled:
+            return
         finally:
             if not submission.done:
                 submission.withdraw()
@@ -149,9 +166,11 @@ class Streamer:
     def windows_of(self, piece: PieceStream, ended: Callable[[], bool]) -> Iterator[AudioChunk]:
         """The piece's windows, each as soon as its frames are in, until ``ended()``."""
         while not ended():
+            if self.cancelled:
+                raise Cancelled
             window = piece.next_window()
             if window is None:
-                self.events.get()  # a window is ready, or an outcome is in
+                self.events.get()  # a window is ready, an outcome is in, or a cancel
                 continue
             samples = piece.audio.window(piece.frames, *window)
             piece.sent_frames = window[1]
@@ -204,6 +223,37 @@ def stopped_error(exc: RuntimeError) -> TtsError:
     )
 
 
-def stream(scheduler: Scheduler[PieceTask, PieceOutcome], plan: SpeechPlan) -> Iterator[AudioChunk]:
-    """``plan``'s audio as chunks (lazily: nothing is queued before the first is asked for)."""
-    return Streamer(scheduler, plan).chunks()
+class Cancelled(Exception):
+    """The stream was closed from another thread (``ChunkStream.close``)."""
+
+
+class ChunkStream:
+    """What ``tts_synthesize_stream`` returns: the chunks in order (lazily: nothing is queued
+    before the first is asked for). ``close()`` may come from any thread, an HTTP server's
+    disconnect handler included: it stops the work at once, and a ``next()`` waiting in
+    another thread ends the iteration (``StopIteration``)."""
+
+    def __init__(self, streamer: Streamer) -> None:
+        self._streamer = streamer
+        self._chunks = streamer.chunks()
+        self._reading = threading.Lock()
+
+    def __iter__(self) -> ChunkStream:
+        return self
+
+    def __next__(self) -> AudioChunk:
+        with self._reading:
+            return next(self._chunks)
+
+    def close(self) -> None:
+        self._streamer.cancel()
+        if self._reading.acquire(blocking=False):  # nobody reads: close the generator here
+            try:
+                self._chunks.close()
+            finally:
+                self._reading.release()
+
+
+def stream(scheduler: Scheduler[PieceTask, PieceOutcome], plan: SpeechPlan) -> ChunkStream:
+    """``plan``'s audio as chunks; see ``ChunkStream``."""
+    return ChunkStream(Streamer(scheduler, plan))

@@ -143,3 +143,31 @@ def test_without_frame_by_frame_decoding_the_audio_comes_whole_in_the_final_chun
     assert len(chunks) == 1 and chunks[0].final
     expected = sf.read(str(chunks[0].result.path), dtype="int16")[0]
     np.testing.assert_array_equal(pcm(chunks), expected)
+
+
+def test_a_stream_closed_from_another_thread_ends_the_readers_wait(pm, engine, tiny, tmp_path):
+    """An HTTP server's disconnect handler closes the stream while a worker thread waits in
+    next(): that wait ends (the iteration stops), the row leaves the loop, nothing is
+    written."""
+    import threading
+
+    out = tmp_path / "closed.wav"
+    stream = pm.hook.tts_synthesize_stream(request=request(tiny["custom_voice"], out))
+    got = [next(stream)]
+    ended = threading.Event()
+
+    def read_on() -> None:
+        got.extend(stream)  # blocks between windows until the close
+        ended.set()
+
+    reader = threading.Thread(target=read_on)
+    reader.start()
+    stream.close()
+    assert ended.wait(5), "the reader's next() kept waiting after the close"
+    reader.join(5)
+    assert not any(chunk.final for chunk in got)
+    closed = time.perf_counter()
+    while engine.busy and time.perf_counter() - closed < 30:
+        time.sleep(0.005)
+    assert time.perf_counter() - closed < 1.0
+    assert not out.exists()
