@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -24,6 +26,14 @@ class Timing:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def print_results(results: dict[str, Any], json_path: Path | None) -> None:
+    """A benchmark's results as JSON on stdout, and in ``json_path`` when given."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    if json_path:
+        json_path.write_text(text + "\n")
 
 
 def repeat(fn: Callable[[], Any], n: int, warmup: int = 1) -> Timing:

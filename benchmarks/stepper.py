@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -29,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, plugin_manager
 
 from .gpu_real import SEGMENTS
-from .stats import repeat
+from .stats import print_results, repeat
 
 BACKENDS = ("qwen_tts", "stepper")
 SEGMENT_COUNT = 32
@@ -125,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from qwen3tts_plugin.testing import tiny_checkpoint
 
     results = run(tiny_checkpoint("custom_voice"), args.repeats)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    print_results(results, args.json)
     return 0
 
 

@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from .gpu_real import SAMPLE_RATE, SAMPLES_PER_FRAME, SEGMENTS, SPEAKER
 from .real_checkpoint import real_size_checkpoint
+from .stats import print_results
 
 BACKENDS = ("qwen_tts", "stepper")
 ROWS = 8
@@ -238,10 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"speed": speed(args.repeats)}
     if not args.skip_memory:
         results["memory"] = memory(args.memory_frames)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    print_results(results, args.json)
     return 0
 
 

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -32,7 +31,7 @@ import numpy as np
 from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, Voice, plugin_manager
 
 from .gpu_real import SEGMENTS
-from .stats import Timing
+from .stats import Timing, print_results
 
 TEXT = "The river bends twice before it reaches the old mill, and nobody remembers who built it."
 TINY_VALUES = {"do_sample": True, "seed": 6, "temperature": 1.5, "max_new_tokens": 300}
@@ -177,11 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     from qwen3tts_plugin.testing import tiny_checkpoint
 
     results = run(tiny_checkpoint("custom_voice"), args.repeats, args.real)
-    text = json.dumps(results, indent=2)
-    print(text)
+    print_results(results, args.json)
     print("\n".join(rows(results)))
-    if args.json:
-        args.json.write_text(text + "\n")
     return 0
 
 

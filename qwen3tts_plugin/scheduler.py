@@ -37,6 +37,10 @@ from .log import get_logger
 log = get_logger(__name__)
 
 
+ENGINE_THREAD = "qwen3tts-engine"
+"""The name of a scheduler's thread (the one that runs the model), unless given another."""
+
+
 class Schedulable(Protocol):
     """What the scheduler reads from a job."""
 
@@ -66,7 +70,7 @@ class Scheduler(Generic[J, R]):
         execute: Callable[[list[J]], list[R]],
         resident_key: Callable[[], Hashable | None],
         max_in_a_row: int = 16,
-        thread_name: str = "qwen3tts-engine",
+        thread_name: str = ENGINE_THREAD,
     ):
         """``execute(run)`` runs a list of jobs that share one turn and returns one outcome per
         job, in order; ``resident_key()`` names the model in memory (None: none). Runs

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 
 from structlog.testing import capture_logs as structlog_capture_logs
 
-ENGINE_THREAD = "qwen3tts-engine"
-"""``Scheduler``'s default thread name."""
+from qwen3tts_plugin.scheduler import ENGINE_THREAD
 
 
 def engine_idle(timeout: float = 60.0) -> None:

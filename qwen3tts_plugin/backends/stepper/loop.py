@@ -34,6 +34,11 @@ from .sampling import RowSampler, TalkerRules, choose
 from .slots import FrameCache, SlotCache
 
 
+def head_dim_of(config) -> int:
+    """A transformer config's attention head width (given, or hidden size over heads)."""
+    return getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
+
+
 @dataclass(eq=False)
 class Row:
     """One text in the loop: its prompt, how it chooses codes, how many it may take, and what
@@ -100,7 +105,7 @@ class Stepper:
             layers=len(text.layers),
             slots=slots,
             kv_heads=config.num_key_value_heads,
-            head_dim=getattr(config, "head_dim", config.hidden_size // config.num_attention_heads),
+            head_dim=head_dim_of(config),
             dtype=self.talker.dtype,
             device=self.talker.device,
         )
@@ -110,11 +115,7 @@ class Stepper:
                 layers=predictor_config.num_hidden_layers,
                 slots=slots,
                 kv_heads=predictor_config.num_key_value_heads,
-                head_dim=getattr(
-                    predictor_config,
-                    "head_dim",
-                    predictor_config.hidden_size // predictor_config.num_attention_heads,
-                ),
+                head_dim=head_dim_of(predictor_config),
                 positions=self.groups + 1,
                 dtype=self.talker.dtype,
                 device=self.talker.device,

@@ -10,6 +10,15 @@ from __future__ import annotations
 import torch
 
 
+def layer_buffers(
+    layers: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Zeroed keys and values of ``shape`` for each of ``layers`` layers."""
+    keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+    values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+    return keys, values
+
+
 class SlotCache:
     """Keys and values [slots, kv_heads, capacity, head_dim] per layer, and each slot's length.
 
@@ -29,8 +38,7 @@ class SlotCache:
         capacity: int = 256,
     ) -> None:
         shape = (slots, kv_heads, capacity, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.keys, self.values = layer_buffers(layers, shape, dtype, device)
         self.lengths = [0] * slots
         self.rows = 0
         """Slots in use (``0..rows-1``)."""
@@ -173,9 +181,9 @@ class FrameCache:
         dtype: torch.dtype,
         device: torch.device,
     ) -> None:
-        shape = (slots, kv_heads, positions, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.keys, self.values = layer_buffers(
+            layers, (slots, kv_heads, positions, head_dim), dtype, device
+        )
         self.rows = 0
         self.written = 0
         """Positions of this frame written before the current call."""
