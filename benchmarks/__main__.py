@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--real",
         action="store_true",
-        help="also the stepper and streaming on the real-size random 0.6B model on the CPU"
-        " (builds a 2 GB checkpoint once; about 8 minutes on 2 cores)",
+        help="also the stepper, streaming and the CPU precisions (fp32 vs bf16) on the"
+        " real-size random 0.6B model on the CPU (builds a 2 GB checkpoint once; about 20"
+        " minutes on 2 cores)",
     )
     args = parser.parse_args(argv)
     _quiet_logs()
@@ -78,6 +79,7 @@ def run_all(p: dict[str, Any], real: bool = False) -> dict[str, Any]:
     from . import (
         batch_sizes,
         cold_start,
+        cpu_precision,
         dubbing,
         gpu,
         long_text,
@@ -113,6 +115,7 @@ def run_all(p: dict[str, Any], real: bool = False) -> dict[str, Any]:
             "speed": stepper_real.speed(2),
             "memory": stepper_real.memory(stepper_real.MEMORY_FRAMES),
         }
+        results["cpu_precision"] = cpu_precision.run(2)
     results["wall_s"] = time.perf_counter() - started
     return results
 
@@ -131,7 +134,7 @@ def machine() -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> str:
-    from . import batch_sizes, long_text, stepper, stepper_real, streaming
+    from . import batch_sizes, cpu_precision, long_text, stepper, stepper_real, streaming
 
     def ms(t: dict[str, float]) -> str:
         return f"{t['median'] * 1e3:8.2f} ms  (min {t['min'] * 1e3:.2f}, max {t['max'] * 1e3:.2f})"
@@ -204,6 +207,11 @@ def render(r: dict[str, Any]) -> str:
         lines += ["   " + row for row in streaming.rows(r["streaming"])]
     else:
         lines.append("   skipped (--quick)")
+    lines.append("12. the CPU path: float32 and bfloat16 (Precision=bf16), the codec's decode")
+    if "cpu_precision" in r:
+        lines += ["   " + row for row in cpu_precision.rows(r["cpu_precision"])]
+    else:
+        lines.append("   skipped (without --real)")
     lines.append(f"\nwall time {r['wall_s']:.1f} s")
     return "\n".join(lines)
 

@@ -71,7 +71,8 @@ def batch(frames: int, rows: int = ROWS):
 
 
 class TimeSplit:
-    """Wall time spent inside groups of modules (forward hooks; the groups never nest)."""
+    """Wall time spent inside groups of modules (forward hooks; the groups never nest), and
+    inside calls of plain methods (``time_calls``; modules they call count as theirs)."""
 
     def __init__(self, groups: dict[str, list]) -> None:
         self.totals = dict.fromkeys(groups, 0.0)
@@ -81,13 +82,34 @@ class TimeSplit:
                 self.handles.append(module.register_forward_pre_hook(self._start))
                 self.handles.append(module.register_forward_hook(self._stop(name)))
         self._started = 0.0
+        self._in_call = 0
+        self._restore: list = []
+
+    def time_calls(self, name: str, owner: Any, method: str) -> None:
+        """Also count the time inside ``owner.method(...)`` as ``name`` (an attribute of this
+        one object shadows the method until ``remove``)."""
+        self.totals.setdefault(name, 0.0)
+        original = getattr(owner, method)
+
+        def timed(*args, **kwargs):
+            self._in_call += 1
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._in_call -= 1
+                self.totals[name] += time.perf_counter() - started
+
+        setattr(owner, method, timed)
+        self._restore.append(lambda: delattr(owner, method))
 
     def _start(self, module, args) -> None:
         self._started = time.perf_counter()
 
     def _stop(self, name: str):
         def stop(module, args, output) -> None:
-            self.totals[name] += time.perf_counter() - self._started
+            if not self._in_call:
+                self.totals[name] += time.perf_counter() - self._started
 
         return stop
 
@@ -97,28 +119,33 @@ class TimeSplit:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+        for restore in self._restore:
+            restore()
 
 
-def split_for(model) -> TimeSplit:
-    """Talker layers, code-predictor layers and the codec's decoder modules (both loops
-    call them; the stepper calls the codec's parts, not its top module) of a qwen_tts
-    model."""
+def split_for(model, stepper: Any = None) -> TimeSplit:
+    """Talker layers, code-predictor layers and the codec: qwen_tts's decoder modules, and
+    the ``stepper`` backend's own decode when given (on the CPU it runs the convolution stack
+    through ``codec_layers``, not through the modules)."""
     talker = model.model.talker
     codec = model.model.speech_tokenizer.model.decoder
     codec_modules = [codec.pre_conv, codec.pre_transformer, *codec.decoder]
     codec_modules += [block for blocks in codec.upsample for block in blocks]
-    return TimeSplit(
+    split = TimeSplit(
         {
             "talker_s": list(talker.model.layers),
             "predictor_s": list(talker.code_predictor.model.layers),
             "codec_s": codec_modules,
         }
     )
+    if stepper is not None:
+        split.time_calls("codec_s", stepper.codec(), "decode")
+    return split
 
 
 def speed(repeats: int) -> dict[str, Any]:
     backends = loaded()
-    split = split_for(backends["qwen_tts"].model)
+    split = split_for(backends["qwen_tts"].model, backends["stepper"])
     work = batch(FRAMES)
     audio_s = ROWS * FRAMES * SAMPLES_PER_FRAME / SAMPLE_RATE
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in backends}

@@ -375,6 +375,7 @@ def _synthesize(
                 "bytes": result.path.stat().st_size,
                 "device": result.device,
                 "dtype": result.dtype,
+                "codec_dtype": result.codec_dtype,
                 "synth_s": round(result.synth_s, 3),
                 "batch_size": result.batch_size,
                 "pieces": result.pieces,

@@ -502,6 +502,7 @@ class PreviewStream:
                     "X-TTS-Provider": status.provider,
                     "X-TTS-Device": status.device or "",
                     "X-TTS-Dtype": status.dtype or "",
+                    "X-TTS-Codec-Dtype": status.codec_dtype or "",
                     "X-TTS-Attention": status.attn_implementation or "",
                     "X-TTS-Backend": status.backend or "",
                 }
@@ -593,6 +594,7 @@ def _headers(result: SynthesisResult) -> dict[str, str]:
         "X-TTS-Provider": result.provider,
         "X-TTS-Device": result.device,
         "X-TTS-Dtype": result.dtype,
+        "X-TTS-Codec-Dtype": result.codec_dtype,
         "X-TTS-Attention": result.attn_implementation,
         "X-TTS-Duration": f"{result.duration_s:.3f}",
         "X-TTS-Sample-Rate": str(result.sample_rate),

@@ -46,6 +46,16 @@ def _extra(value: Any) -> str:
             return "not installed"
         named = " ".join(str(value[k]) for k in ("package", "version") if value.get(k))
         return f"installed ({named})" if named else "installed"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_fact(fact)}" for key, fact in value.items()) or "-"
+    return str(value)
+
+
+def _fact(value: Any) -> str:
+    if isinstance(value, bool):
+        return _yes(value)
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "-"
     return str(value)
 
 
@@ -123,7 +133,7 @@ def smoke_text(loaded: LoadResult, result: SynthesisResult, voice_mode: str) -> 
             ("voice_mode", voice_mode),
             ("device", loaded.device),
             ("device_source", loaded.device_source),
-            ("dtype", loaded.dtype),
+            ("dtype", f"{loaded.dtype} (codec {loaded.codec_dtype})"),
             ("attention", loaded.attn_implementation),
             ("load_s", f"{loaded.load_s:.2f}"),
             ("cached", str(loaded.cached).lower()),
@@ -141,7 +151,8 @@ def preview_line(result: SynthesisResult) -> str:
     cut = f" cut_pieces={result.cut_pieces}" if result.cut_pieces else ""
     return (
         f"{result.path}  duration={result.duration_s:.2f}s device={result.device} "
-        f"dtype={result.dtype} rtf={result.rtf:.3f} pieces={result.pieces}{cut}"
+        f"dtype={result.dtype} codec_dtype={result.codec_dtype} rtf={result.rtf:.3f} "
+        f"pieces={result.pieces}{cut}"
     )
 
 

@@ -150,7 +150,13 @@ class SynthesisResult(_Model):
     duration_s: float = Field(ge=0, description="Audio length in seconds.")
     sample_rate: int = Field(gt=0, description="Sample rate of the WAV in Hz.")
     device: str = Field(description="Device the model ran on, e.g. 'cuda:0' or 'cpu'.")
-    dtype: DType = Field(description="Precision the model was loaded in.")
+    dtype: DType = Field(
+        description="Precision the model (talker and code predictor) was loaded in."
+    )
+    codec_dtype: DType = Field(
+        default="float32",
+        description="Precision the speech tokenizer (codec) decoded in; float32 whatever dtype is.",
+    )
     attn_implementation: str = Field(description="Attention kernel, e.g. 'sdpa'.")
     load_s: float = Field(
         ge=0,
@@ -382,6 +388,9 @@ class EngineStatus(_Model):
     model_path: Path | None = Field(default=None, description="Folder it was loaded from.")
     device: str | None = Field(default=None, description="Device it sits on, e.g. 'cuda:0'.")
     dtype: DType | None = Field(default=None, description="Precision it was loaded in.")
+    codec_dtype: DType | None = Field(
+        default=None, description="Precision of its speech tokenizer (codec): float32."
+    )
     attn_implementation: str | None = Field(default=None, description="Attention kernel.")
     backend: str | None = Field(
         default=None, description="What runs its generate calls, e.g. 'qwen_tts'."

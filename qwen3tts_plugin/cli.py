@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--device", help="Device setting to decide for (default: auto)")
     doctor.add_argument("--precision", help="Precision setting (auto, fp32, fp16, bf16)")
     doctor.add_argument("--attention", help="Attention setting (auto, sdpa, ...)")
+    doctor.add_argument("--batch-size", help="BatchSize setting (auto or a number)")
     doctor.add_argument("--backend", help=f"Backend setting (auto, {', '.join(BACKEND_NAMES)})")
     doctor.add_argument("--model-key", help="ModelKey setting (default: custom_0_6b)")
     doctor.add_argument("--models-dir", help="ModelsDir setting (default: $QWEN_TTS_MODELS_DIR)")
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         args.precision,
         args.attention,
         args.backend,
+        batch_size=args.batch_size,
         model={
             "ModelKey": args.model_key,
             "ModelsDir": args.models_dir,
@@ -57,10 +59,11 @@ def doctor_report(
     attention: str | None = None,
     backend: str | None = None,
     model: dict[str, str | None] | None = None,
+    batch_size: str | None = None,
 ) -> dict[str, Any]:
     """Status, decision and advice as JSON-ready data; ``usable`` says whether a load could work."""
     from .backends.device import check_device
-    from .devices import decide, probe
+    from .devices import batch_size_for, decide, precision_advice, probe
     from .settings import parse_settings
 
     status = probe(free_memory=True)
@@ -69,6 +72,7 @@ def doctor_report(
         "Precision": precision,
         "Attention": attention,
         "Backend": backend,
+        "BatchSize": batch_size,
         **(model or {}),
     }
     report: dict[str, Any] = {
@@ -81,7 +85,8 @@ def doctor_report(
         "advice": [],
     }
     try:
-        plan = decide(parse_settings(extra), status)
+        settings = parse_settings(extra)
+        plan = decide(settings, status)
         report["decision"] = {
             "device": plan.device,
             "source": plan.source,
@@ -99,6 +104,9 @@ def doctor_report(
     else:
         report["usable"] = True
         report["advice"] = advice(status, plan.device)
+        suggestion = precision_advice(plan, status, batch_size_for(settings.BatchSize, plan))
+        if suggestion:
+            report["advice"].append(suggestion)
     return report
 
 
@@ -148,6 +156,7 @@ def render(report: dict[str, Any]) -> str:
         ("torch", f"{acc['torch_version']} (CUDA {acc['torch_cuda_version'] or 'none'})"),
         ("flash_attn", "installed" if acc["flash_attn_available"] else "not installed"),
         ("cuda_graphs", _graphs_row(acc["extras"])),
+        ("CPU", _cpu_row(acc["extras"])),
         ("GPUs", acc["device_count"]),
     ]
     for gpu in acc["gpus"]:
@@ -194,6 +203,18 @@ def _graphs_row(extras: dict[str, Any]) -> str:
     if graphs.get("available"):
         return f"installed ({graphs['package']} {graphs['version']})"
     return "not installed (pip install 'qwen3tts-plugin[fast]')"
+
+
+def _cpu_row(extras: dict[str, Any]) -> str:
+    cpu = extras.get("cpu") or {}
+    if not cpu:
+        return "-"
+    bf16 = (
+        f"bf16 native ({', '.join(cpu['bf16_features'])})"
+        if cpu.get("bf16")
+        else "no native bf16 (Precision=bf16 refused on the CPU)"
+    )
+    return f"{cpu.get('capability') or '?'}; {bf16}"
 
 
 def _configure_logging(verbose: bool) -> None:

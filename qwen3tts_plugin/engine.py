@@ -99,6 +99,7 @@ class Engine:
             model_path=Path(resident.key.path),
             device=resident.key.device,
             dtype=resident.key.dtype,
+            codec_dtype=resident.backend.codec_dtype,
             attn_implementation=resident.key.attn_implementation,
             backend=resident.key.backend,
             last_error=last_error,

@@ -28,6 +28,8 @@ PRECISIONS = {
     "bf16": "bfloat16",
     "bfloat16": "bfloat16",
 }
+PRECISION_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+"""The short name a Precision setting gives each dtype (what messages and hosts show)."""
 BACKEND_NAMES = ("qwen_tts", "cuda_graphs", "stepper")
 """The backends a Backend setting may name (besides auto); backends.BACKENDS maps each."""
 MAX_BATCH_SIZE = 64
@@ -79,7 +81,9 @@ class EngineSettings(BaseModel):
     Precision: Literal["auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16"] = Field(
         default="auto",
         description="auto: bf16 on GPUs with compute capability >= 8.0, fp16 on older GPUs, "
-        "fp32 on CPU. Half precision asked for on the CPU is coerced to fp32.",
+        "fp32 on the CPU. bf16 on the CPU runs where the CPU computes it natively (AMX or "
+        "AVX512-BF16; experimental) and is refused elsewhere; fp16 on the CPU is refused. The "
+        "codec always runs fp32.",
     )
     Attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
         default="auto",

@@ -50,6 +50,8 @@ class GenerateCall:
     sample_rate: int
     plan: DevicePlan
     """Where it ran (the backend's own plan)."""
+    codec_dtype: str
+    """The dtype the backend's codec decoded in (float32 whatever ``plan.dtype``)."""
     max_frames: int
     """The largest budget the backend honours for calls like it."""
 
@@ -131,6 +133,7 @@ def generate(
             load_s=load_s,
             sample_rate=backend.sample_rate,
             plan=backend.plan,
+            codec_dtype=backend.codec_dtype,
             max_frames=backend.max_frames(plan.device.exact_backend),
         )
 
@@ -315,6 +318,7 @@ class Take:
             sample_rate=rate,
             device=first.plan.device,
             dtype=first.plan.dtype,
+            codec_dtype=first.codec_dtype,
             attn_implementation=first.plan.attn_implementation,
             load_s=max((c.load_s or 0.0) for c in calls.values()),
             synth_s=synth_s,

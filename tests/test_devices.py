@@ -7,6 +7,7 @@ cannot exist here); detection itself runs for real against this CPU-only torch.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -165,15 +166,66 @@ def test_cuda_auto_policy(cc, flash_attn, dtype, attn):
     assert (plan.dtype, plan.attn_implementation) == (dtype, attn)
 
 
-@pytest.mark.parametrize("precision", ["fp16", "float16", "bf16", "BF16", "bfloat16"])
-@pytest.mark.parametrize("device", ["cpu", "mps"])
-def test_half_precision_on_cpu_is_coerced_to_float32_and_logged(device, precision):
+def cpu_machine(bf16: bool) -> AccelerationStatus:
+    """A CPU-only machine whose CPU does or does not compute bfloat16 natively."""
+    features = ["avx512_bf16"] if bf16 else []
+    cpu = {"bf16": bf16, "bf16_features": features, "onednn": True, "capability": "AVX512"}
+    return CPU_ONLY.model_copy(update={"extras": {"cpu": cpu}})
+
+
+@pytest.mark.parametrize("precision", ["bf16", "BF16", "bfloat16"])
+def test_bf16_on_a_cpu_that_computes_it_is_honoured(precision):
     with capture_logs() as logs:
-        plan = plan_for(CPU_ONLY, Device=device, Precision=precision)
-    assert plan.dtype == "float32"
-    coerced = [e for e in logs if e["event"] == "tts.precision.coerced"]
-    assert coerced and coerced[0]["dtype"] == "float32" and coerced[0]["device"] == device
-    assert coerced[0]["provider"] == "qwen3_tts"
+        plan = plan_for(cpu_machine(bf16=True), Device="cpu", Precision=precision)
+    assert (plan.device, plan.dtype) == ("cpu", "bfloat16")
+    assert "avx512_bf16" in plan.why
+    assert not [e for e in logs if e["log_level"] == "warning"]
+
+
+@pytest.mark.parametrize("status", [CPU_ONLY, cpu_machine(bf16=False)])
+def test_bf16_on_a_cpu_without_it_is_refused_never_coerced(status):
+    with pytest.raises(TtsError) as info:
+        plan_for(status, Precision="bf16")
+    assert info.value.code == "invalid_settings"
+    assert "AVX512-BF16" in info.value.detail and "Precision=auto" in info.value.hint
+    # Device was not set: the refusal says why the CPU was chosen
+    assert "no usable GPU here: cuda_not_available" in info.value.detail
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+@pytest.mark.parametrize("precision", ["fp16", "float16"])
+def test_fp16_on_the_cpu_is_refused(precision, bf16):
+    with pytest.raises(TtsError) as info:
+        plan_for(cpu_machine(bf16), Device="cpu", Precision=precision)
+    assert info.value.code == "invalid_settings" and "fp16" in info.value.detail
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_on_mps_is_refused(precision):
+    with pytest.raises(TtsError) as info:
+        plan_for(cpu_machine(bf16=True), Device="mps", Precision=precision)
+    assert info.value.code == "invalid_settings" and "mps" in info.value.detail
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_the_cpu_runs_float32_unless_bf16_is_asked_for(precision, bf16):
+    assert plan_for(cpu_machine(bf16), Precision=precision).dtype == "float32"
+
+
+def test_the_cpu_probe_agrees_with_the_kernels_flags():
+    """torch's own probe (what its oneDNN kernels go by) against the flags Linux reports."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to compare with (not Linux)")
+    line = re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.M)
+    if line is None:
+        pytest.skip("/proc/cpuinfo lists no x86 flags (not an x86 CPU)")
+    flags = set(line.group(1).split())
+    cpu = probe().extras["cpu"]
+    assert ("avx512_bf16" in cpu["bf16_features"]) == ("avx512_bf16" in flags)
+    assert ("amx" in cpu["bf16_features"]) == ("amx_tile" in flags)
+    assert cpu["bf16"] == bool(cpu["bf16_features"] and cpu["onednn"])
 
 
 @pytest.mark.parametrize(
@@ -287,7 +339,8 @@ def test_the_settings_schema_marks_what_a_host_may_act_on():
 def test_detection_on_this_cpu_machine():
     status = probe()
     graphs = {"available": False, "package": "faster-qwen3-tts", "version": None}
-    assert status.extras == {"cuda_graphs": graphs}  # not installed here
+    assert status.extras["cuda_graphs"] == graphs  # not installed here
+    assert set(status.extras) == {"cuda_graphs", "cpu"}
     assert status.cuda_available is False
     assert status.supported is False and status.preferred_device == "cpu"
     assert status.backend == "cpu"

@@ -82,11 +82,33 @@ def test_bad_settings_are_reported_with_their_code(capsys, argv, code):
     assert exit_code == 1 and json.loads(out)["error"]["code"] == code
 
 
-def test_half_precision_on_cpu_shows_the_coercion(capsys):
+def test_bf16_on_the_cpu_is_honoured_or_refused_as_the_cpu_allows(capsys):
+    code, out, _ = run(capsys, "--device", "cpu", "--precision", "bf16", "--json")
+    report = json.loads(out)
+    if report["acceleration"]["extras"]["cpu"]["bf16"]:  # this machine: AVX512-BF16
+        assert code == 0 and report["decision"]["dtype"] == "bfloat16"
+        assert "natively" in report["decision"]["why"]
+    else:
+        assert code == 1 and report["error"]["code"] == "invalid_settings"
+        assert "natively" in report["error"]["detail"]
+
+
+def test_fp16_on_the_cpu_is_refused_with_a_hint(capsys):
     code, out, _ = run(capsys, "--device", "cpu", "--precision", "fp16", "--json")
     report = json.loads(out)
-    assert code == 0 and report["decision"]["dtype"] == "float32"
-    assert "coerced" in report["decision"]["why"]
+    assert code == 1 and report["decision"] is None
+    assert report["error"]["code"] == "invalid_settings" and "bf16" in report["error"]["hint"]
+
+
+def test_batched_work_on_a_bf16_cpu_is_advised_bf16(capsys):
+    code, out, _ = run(capsys, "--device", "cpu", "--json")
+    report = json.loads(out)
+    native = report["acceleration"]["extras"]["cpu"]["bf16"]
+    assert code == 0 and any("Precision=bf16" in line for line in report["advice"]) == native
+    code, out, _ = run(capsys, "--device", "cpu", "--batch-size", "1", "--json")
+    assert not any("Precision=bf16" in line for line in json.loads(out)["advice"])
+    code, out, _ = run(capsys, "--device", "cpu")
+    assert ("bf16 native" in out) == native
 
 
 def test_table_names_the_decision_and_the_verdict(capsys):

@@ -379,6 +379,28 @@ def test_load_result_describes_this_call(pm, tiny):
     assert again.cached and again.device_source == "config"
 
 
+def cpu_has_bf16() -> bool:
+    from qwen3tts_plugin.devices import acceleration_status, cpu_bf16_native
+
+    return cpu_bf16_native(acceleration_status())
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16 (AMX/AVX512-BF16)")
+def test_bf16_on_a_cpu_that_has_it_speaks_with_a_float32_codec(pm, engine, tiny, tmp_path):
+    config = config_for(tiny["custom_voice"], Device="cpu", Precision="bf16")
+    loaded = pm.hook.tts_load(config=config)
+    assert (loaded.dtype, loaded.codec_dtype) == ("bfloat16", "float32")
+    [status] = pm.hook.tts_status()
+    assert (status.dtype, status.codec_dtype) == ("bfloat16", "float32")
+    out = tmp_path / "bf16.wav"
+    result = pm.hook.tts_synthesize(
+        request=request_for(tiny["custom_voice"], out, Device="cpu", Precision="bf16")
+    )
+    assert (result.dtype, result.codec_dtype, result.backend) == ("bfloat16", "float32", "stepper")
+    audio, _ = sf.read(str(out))
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-3
+
+
 def test_changed_settings_release_the_old_model_first(pm, engine, tiny):
     pm.hook.tts_load(config=config_for(tiny["custom_voice"]))
     with capture_logs() as logs:

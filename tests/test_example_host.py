@@ -198,7 +198,7 @@ def test_smoke_without_a_model_uses_the_tiny_checkpoint_for_this_run_only(host, 
     assert (table["device"], table["device_source"], table["dtype"]) == (
         "cpu",
         "detected",
-        "float32",
+        "float32 (codec float32)",
     )
     assert table["attention"] == "sdpa" and table["wav"] == str(wav)
     assert {"load_s", "cached", "synth_s", "rtf"} <= table.keys()
@@ -299,6 +299,7 @@ def test_preview_prints_one_line_and_writes_the_wav(host, settings, tmp_path):
     path, *fields = line.split()
     values = dict(field.split("=") for field in fields)
     assert Path(path) == out_wav and values["device"] == "cpu" and values["dtype"] == "float32"
+    assert values["codec_dtype"] == "float32"
     info = sf.info(str(out_wav))
     assert float(values["duration"].rstrip("s")) == pytest.approx(
         info.frames / info.samplerate, abs=0.01

@@ -154,6 +154,7 @@ def test_preview_returns_a_wav_with_headers_and_leaves_no_file(client):
     assert len(audio) / rate == pytest.approx(float(response.headers["X-TTS-Duration"]), abs=1e-3)
     assert response.headers["X-TTS-Device"] == "cpu"
     assert response.headers["X-TTS-Dtype"] == "float32"
+    assert response.headers["X-TTS-Codec-Dtype"] == "float32"
     assert float(response.headers["X-TTS-RTF"]) > 0
     assert preview_dirs() == before
 

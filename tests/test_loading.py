@@ -11,7 +11,7 @@ from engine_logs import capture_logs
 from hookspecs import EngineConfig, TtsError
 from qwen3tts_plugin.backends.device import check_device
 from qwen3tts_plugin.backends.qwen_tts.placement import load_model, verify_placement
-from qwen3tts_plugin.devices import acceleration_status, decide
+from qwen3tts_plugin.devices import acceleration_status, cpu_bf16_native, decide
 from qwen3tts_plugin.settings import parse_settings
 
 
@@ -35,11 +35,16 @@ def test_cpu_load_places_every_component_in_float32(fresh_model):
         assert {p.dtype for p in module.parameters()} == {torch.float32}
 
 
-def test_half_precision_asked_for_on_cpu_loads_float32(tiny):
-    plan = cpu_plan(Precision="fp16")
+@pytest.mark.skipif(
+    not cpu_bf16_native(acceleration_status()), reason="this CPU has no native bfloat16"
+)
+def test_bf16_on_a_cpu_that_has_it_loads_the_model_bf16_and_the_codec_float32(tiny):
+    plan = cpu_plan(Precision="bf16")
     model = load_model(tiny["custom_voice"], plan)
-    assert plan.dtype == "float32"
-    assert {p.dtype for p in model.model.parameters()} == {torch.float32}
+    assert plan.dtype == "bfloat16"
+    assert {p.dtype for p in model.model.parameters()} == {torch.bfloat16}
+    codec = model.model.speech_tokenizer.model
+    assert {p.dtype for p in codec.parameters()} == {torch.float32}
 
 
 def test_verification_names_a_component_left_on_another_device(fresh_model):
@@ -67,7 +72,7 @@ def test_verification_names_a_parameter_in_the_wrong_dtype(fresh_model):
 
 
 def test_float32_buffers_are_allowed_in_a_half_precision_load(tiny):
-    # A bf16 load (not our CPU policy, which would refuse it, but allowed for this check) keeps
+    # A bf16 load (built by hand: the policy gives it only on a CPU with native bf16) keeps
     # rotary inv_freq buffers in float32; verification accepts them and checks parameters.
     plan = cpu_plan()
     bf16_plan = type(plan)(**{**plan.__dict__, "dtype": "bfloat16"})

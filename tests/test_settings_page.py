@@ -137,6 +137,31 @@ def test_preview_on_cpu_then_a_gpu_that_is_not_there_then_auto(site, browser, se
     assert page.is_hidden("#error") and saved_device(settings) == "auto"
 
 
+def test_the_precision_hint_follows_this_cpu(site, browser):
+    """The page reads the engine's CPU facts: on a CPU with native bfloat16 it suggests bf16
+    for batched work (not for BatchSize 1); where the engine would refuse a choice, it says so
+    before Save."""
+    from qwen3tts_plugin.devices import acceleration_status, cpu_bf16_native
+
+    native = cpu_bf16_native(acceleration_status())
+    page = browser.new_page()
+    page.goto(site)
+    page.wait_for_selector("#models tbody tr")
+    note = page.text_content("#acceleration")
+    assert ("bf16 native" in note) == native and "cuda_graphs not installed" in note
+    hint = "#precision-hint"
+    assert page.input_value("#precision") == "auto"
+    assert page.is_visible(hint) == native
+    if native:
+        assert "bf16 makes batched dubbing faster" in page.text_content(hint)
+        page.fill("#batch-size", "1")
+        assert page.is_hidden(hint)
+    page.select_option("#precision", "bf16")
+    assert ("experimental" if native else "refuses bf16") in page.text_content(hint)
+    page.select_option("#precision", "fp16")
+    assert "fp16 on the CPU is refused" in page.text_content(hint)
+
+
 def test_without_its_token_the_page_says_so(site, browser):
     page = browser.new_page()
     page.goto(site.split("?")[0])

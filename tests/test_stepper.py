@@ -19,6 +19,7 @@ from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, Voice
 from qwen3tts_plugin.backends import Batch
 from qwen3tts_plugin.backends.qwen_tts.calls import generate as qwen_tts_generate
 from qwen3tts_plugin.backends.stepper.backend import StepperBackend
+from qwen3tts_plugin.backends.stepper.codec import CodecDecoder
 from qwen3tts_plugin.backends.stepper.loop import Row
 from qwen3tts_plugin.backends.stepper.prompts import build_prompts
 from qwen3tts_plugin.devices import DevicePlan
@@ -409,19 +410,25 @@ def test_a_call_arriving_during_a_long_run_joins_it_and_returns_first(pm, tiny, 
 
 
 @pytest.mark.parametrize("frames", [3, 64, 333])
-def test_the_own_codec_decode_gives_qwen_tts_samples_bit_for_bit(backends, frames):
-    """Kept masks change nothing: same samples as qwen_tts's decode, padding and the chunks
-    of long rows (300 frames, 25 of context) included."""
+def test_the_own_codec_decode_gives_qwen_tts_samples(backends, frames):
+    """Kept masks change nothing: through qwen_tts's modules, the same samples as its decode,
+    bit for bit, padding and the chunks of long rows (300 frames, 25 of context) included;
+    through our convolution stack (the CPU's), the same to float32 rounding."""
     backend = next(iter(backends.values()))
     codec = backend.model.model.speech_tokenizer
     generator = torch.Generator().manual_seed(frames)
     codes = torch.randint(0, 8, (frames, 16), generator=generator)
     padded = torch.cat([codes, torch.full((5, 16), -1)])
     expected = codec.decode([{"audio_codes": padded}])[0][0]
+    modules, own = CodecDecoder(codec, own_layers=False), backend.codec()
+    assert own.own_layers and not modules.own_layers
     for _ in range(2):  # the second call reads the kept masks
-        actual = backend.codec().decode(padded)
+        actual = modules.decode(padded)
         assert actual.shape == expected.shape == (frames * 1920,)
         np.testing.assert_array_equal(actual, expected)
+        fast = own.decode(padded)
+        assert fast.shape == expected.shape
+        np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-6)
 
 
 def test_fixed_shape_steps_give_qwen_tts_codes_too(voices, backends):
@@ -438,3 +445,12 @@ def test_fixed_shape_steps_give_qwen_tts_codes_too(voices, backends):
     seeded = stepped_alone(shared, TEXTS, voice, SEEDED)
     assert_same(stepped(backend, TEXTS, voice, SEEDED), seeded)
     assert backend.stepper(8).static is not None
+
+
+def test_a_codec_laid_out_otherwise_keeps_its_own_modules(backends):
+    from qwen3tts_plugin.backends.stepper import codec_layers
+
+    codec = next(iter(backends.values())).model.model.speech_tokenizer
+    assert codec_layers.supports(codec.model.decoder.decoder)
+    assert not codec_layers.supports(torch.nn.ModuleList([torch.nn.Linear(2, 2)] * 4))
+    assert not codec_layers.supports(codec.model.decoder.upsample)

@@ -9,6 +9,7 @@ const configId = query.get("config") || "qwen3_tts_default";
 const token = query.get("token");
 const $ = (id) => document.getElementById(id);
 let provider = null;
+let acceleration = null; // the engine's AccelerationStatus, from its capabilities
 let speakerTouched = false; // Speaker is saved only when the user picked one on this page
 const QUICK_FRAMES = 50; // 12.5 frames per second: 4 seconds
 
@@ -67,11 +68,44 @@ function showAcceleration(acceleration) {
   const note = acceleration.supported
     ? `GPU acceleration available: ${acceleration.gpus.map((g) => g.name).join(", ")}`
     : `No usable GPU here (${acceleration.reasons.join(", ")}): auto runs on the CPU.`;
+  const cpu = acceleration.extras?.cpu;
   const extras = [
     `flash_attn ${acceleration.flash_attn_available ? "installed" : "not installed"}`,
-    `cuda_graphs ${acceleration.cuda_graphs_available ? "installed" : "not installed"}`,
+    `cuda_graphs ${acceleration.extras?.cuda_graphs?.available ? "installed" : "not installed"}`,
   ];
+  if (cpu) extras.push(`CPU ${cpu.capability}, ${cpu.bf16 ? "bf16 native" : "no native bf16"}`);
   $("acceleration").textContent = `${note} · ${extras.join(" · ")}`;
+}
+
+// What the Precision choice means on this machine's CPU (the engine's AccelerationStatus
+// extras.cpu): bf16 suggested where the CPU computes it natively and the work is batched;
+// a choice the engine would refuse here is said before Save.
+function showPrecisionHint() {
+  const hint = $("precision-hint");
+  const cpu = acceleration?.extras?.cpu;
+  const picked = $("device").value === "other" ? $("device-other").value.trim().toLowerCase() : $("device").value;
+  const device = ["", "auto", "default"].includes(picked) ? "auto" : picked;
+  const onCpu = device === "cpu" || (device === "auto" && !acceleration?.supported);
+  const precision = $("precision").value.toLowerCase();
+  const half = ["bf16", "bfloat16", "fp16", "float16"].includes(precision);
+  const batch = $("batch-size").value.trim().toLowerCase() || "auto";
+  const batched = batch === "auto" || Number(batch) > 1;
+  let text = "";
+  if (device === "mps" && half) {
+    text = "On mps the engine runs fp32 only (half precision is refused there). Choose auto.";
+  } else if (onCpu && cpu) {
+    if (precision === "bf16" || precision === "bfloat16") {
+      text = cpu.bf16
+        ? "bf16 on this CPU: experimental until heard on real weights (the codec stays fp32). Preview one text with one seed in auto and in bf16 to compare."
+        : "This CPU does not compute bfloat16 natively (no AMX or AVX512-BF16): the engine refuses bf16 here. Choose auto.";
+    } else if (precision === "fp16" || precision === "float16") {
+      text = "fp16 on the CPU is refused (slower than fp32). Choose auto" + (cpu.bf16 ? " or bf16." : ".");
+    } else if (cpu.bf16 && batched) {
+      text = `This CPU computes bfloat16 natively (${cpu.bf16_features.join(", ")}): bf16 makes batched dubbing faster than fp32 (experimental; the codec stays fp32).`;
+    }
+  }
+  hint.textContent = text;
+  hint.hidden = !text;
 }
 
 function showModels(models) {
@@ -148,7 +182,9 @@ async function load() {
   fillSelect($("attention"), choices("Attention"), extra.Attention);
   fillSelect($("backend"), choices("Backend"), extra.Backend);
   $("batch-size").value = extra.BatchSize ?? "auto";
+  acceleration = caps.acceleration;
   showAcceleration(caps.acceleration);
+  showPrecisionHint();
   showModels(caps.models);
   await showVoices(caps.models, extra);
   await refreshStatus();
@@ -296,7 +332,7 @@ async function preview() {
     const h = (name) => response.headers.get("X-TTS-" + name);
     const detect = ["", "auto", "default"].includes(saved.Device.trim().toLowerCase());
     const source = detect ? "detected" : "config";
-    const line = `device ${h("Device")} (${source}) · ${h("Dtype")} · ${h("Attention")} · backend ${h("Backend")}`;
+    const line = `device ${h("Device")} (${source}) · ${h("Dtype")} (codec ${h("Codec-Dtype")}) · ${h("Attention")} · backend ${h("Backend")}`;
     $("decision").textContent = `${line} · speaking…`;
     $("decision").hidden = false;
     let played;
@@ -339,6 +375,9 @@ $("voice").addEventListener("change", () => {
 $("device").addEventListener("change", () => {
   $("device-other").hidden = $("device").value !== "other";
 });
+for (const id of ["device", "device-other", "precision", "batch-size"]) {
+  $(id).addEventListener("input", showPrecisionHint);
+}
 $("settings").addEventListener("submit", (event) => {
   event.preventDefault();
   save().catch(showError);

@@ -20,6 +20,7 @@ from hookspecs import TtsError
 
 from .. import PROVIDER
 from ..log import get_logger
+from ..settings import PRECISION_NAMES
 
 if TYPE_CHECKING:
     import pluggy
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 T = TypeVar("T")
-
-PRECISION_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-"""The editor's precision words for the dtypes the engine reports."""
 
 EDITOR_PREFIXES = {
     "engine_unavailable": "qwen_tts_import_failed",

@@ -20,7 +20,7 @@ from hookspecs import TtsError
 from ..failures import forget_locals, synthesis_error
 from ..qwen_tts.backend import QwenTtsBackend
 from ..qwen_tts.calls import sampling_kwargs
-from .codec import CodecDecoder, RowAudio, pad_to_bucket
+from .codec import CodecDecoder, RowAudio
 from .loop import Row, Stepper
 from .prompts import build_prompts
 from .sampling import RowSampler, Sampling
@@ -154,7 +154,7 @@ class StepperBackend(QwenTtsBackend):
         ref_code = row.prompt.ref_code
         if ref_code is not None:
             codes = torch.cat([ref_code.to(codes.device), codes], dim=0)
-        wav = self.codec().decode(pad_to_bucket(codes))
+        wav = self.codec().decode(codes)
         if ref_code is None:
             return wav
         cut = int(int(ref_code.shape[0]) / max(int(codes.shape[0]), 1) * wav.shape[0])

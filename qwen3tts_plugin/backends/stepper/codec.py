@@ -3,10 +3,12 @@
 qwen_tts's ``Qwen3TTSTokenizerV2Model.decode`` builds the codec transformer's causal and
 sliding-window masks afresh on every call (transformers' ``vmap`` mask builder): about 7 ms a
 call on a 2-core CPU, an eighth of decoding one 64-frame row on the tiny checkpoint. A mask depends
-only on the chunk's length (and batch, dtype, device), and the decode loop sends few lengths
-(rows are padded to a bucket), so ``CodecDecoder`` builds each once, with the same transformers
+only on the chunk's length (and batch, dtype, device): at most one per length up to a chunk
+(325 frames with its context), so ``CodecDecoder`` builds each once, with the same transformers
 functions, and hands them to the transformer, which takes prepared masks as they are. The rest
-is qwen_tts's code path over the same modules: same samples, bit for bit (a test compares).
+is qwen_tts's code path over the same modules, but for the convolution stack, which on the
+CPU runs through ``codec_layers`` (same math with less work; samples equal to float32
+rounding, a test compares).
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ import numpy as np
 import torch
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
+from . import codec_layers
+
 CHUNK_FRAMES = 300
 """Frames per codec call for long rows (qwen_tts's ``chunked_decode`` default)."""
 LEFT_CONTEXT = 25
 """Frames of left context each later chunk is decoded with (qwen_tts's default)."""
 
 DECODE_BUCKET = 8
-"""Frames a row's codes are padded to a multiple of before the codec decodes them (with -1,
-which the codec reads as padding and cuts off again). A codec call with a length not seen
-before costs more on a CPU (its convolutions are set up per shape: 0.16 vs 0.05 s a row on the
-tiny checkpoint, 0.52 vs 0.47 s for 13 frames on the real-size model), while padding costs
-the padded frames' compute (real size: 0.47 s for 13 frames, 0.54 s padded to 16, 1.2 s
-padded to 32). Eight frames keeps both small. The audio differs from an unpadded decode by
+"""Frames a streamed window's codes are padded to a multiple of before the codec decodes them
+(with -1, which the codec reads as padding and cuts off again), so that the windows' few
+lengths reach the codec as fewer shapes still (a shape not seen before costs its convolutions'
+set-up). A finished row is decoded at its own length: on the real-size model a new length's
+set-up costs 0–0.15 s once while padding cost 40 ms a frame every time (3.5 frames a row on
+average), so the bucket that rows were padded to until issue 23 cost more than it saved
+(13 frames: 0.49 s alone, 0.59 s padded to 16). The audio differs from an unpadded decode by
 float rounding only (2e-7 at most, measured), as qwen_tts's own padded batch decode does.
 Rows are decoded one at a time, as each ends: on the real-size model a row alone costs less
 than its share of a batched decode (8 × 0.47 s vs 5.5 s for 8 rows of 13 frames)."""
@@ -46,13 +51,18 @@ def pad_to_bucket(codes: torch.Tensor) -> torch.Tensor:
 class CodecDecoder:
     """Decodes one row's codes [F, 16] (``-1`` rows: padding) to float32 samples."""
 
-    def __init__(self, speech_tokenizer) -> None:
-        """``speech_tokenizer`` is qwen_tts's ``Qwen3TTSTokenizer`` (12 Hz)."""
+    def __init__(self, speech_tokenizer, own_layers: bool | None = None) -> None:
+        """``speech_tokenizer`` is qwen_tts's ``Qwen3TTSTokenizer`` (12 Hz); ``own_layers``
+        runs the convolution stack through ``codec_layers`` (None: on the CPU, where it was
+        measured; False: qwen_tts's modules, bit for bit, as before issue 23)."""
         self.model = speech_tokenizer.model
         self.device = speech_tokenizer.device
         self.decoder = self.model.decoder
         self.upsample = int(self.model.decode_upsample_rate)
         self.sample_rate = int(self.model.get_output_sample_rate())
+        if own_layers is None:
+            own_layers = torch.device(self.device).type == "cpu"
+        self.own_layers = own_layers and codec_layers.supports(self.decoder.decoder)
         self._masks: dict[tuple, dict[str, torch.Tensor | None]] = {}
 
     @torch.inference_mode()
@@ -90,6 +100,8 @@ class CodecDecoder:
         for blocks in decoder.upsample:
             for block in blocks:
                 hidden = block(hidden)
+        if self.own_layers:
+            return codec_layers.run(decoder.decoder, hidden).clamp(min=-1, max=1)
         wav = hidden
         for block in decoder.decoder:
             wav = block(wav)
