@@ -24,9 +24,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SNAKE_EPS = 1e-9
-"""qwen_tts's SnakeBeta ``no_div_by_zero``."""
-
 
 def supports(decoder_stack) -> bool:
     """Whether ``decoder_stack`` (the decoder's ``decoder`` ModuleList) is laid out as these
@@ -49,6 +46,7 @@ def supports(decoder_stack) -> bool:
                 *(_plain_transposed_conv(module) for module in transposed),
                 *(isinstance(module.alpha, torch.Tensor) for module in snakes),
                 *(isinstance(module.beta, torch.Tensor) for module in snakes),
+                *(isinstance(module.no_div_by_zero, float) for module in snakes),
             ]
         )
     except (AttributeError, TypeError, ValueError):
@@ -99,7 +97,7 @@ def run(decoder_stack, hidden: torch.Tensor) -> torch.Tensor:
 def snake_beta(module, x: torch.Tensor) -> torch.Tensor:
     """``x + sin(x·e^α)² / (e^β + ε)``, per channel, as qwen_tts's ``SnakeBeta``."""
     alpha = module.alpha.exp()[:, None]
-    inverse_beta = 1.0 / (module.beta.exp()[:, None] + SNAKE_EPS)
+    inverse_beta = 1.0 / (module.beta.exp()[:, None] + module.no_div_by_zero)
     out = torch.mul(x, alpha).sin_()
     return out.mul_(out).mul_(inverse_beta).add_(x)
 
