@@ -25,7 +25,7 @@ import pydantic
 
 from hookspecs import TtsError
 
-from . import commands, logs
+from . import cluster, commands, logs
 from .dubbing import ManifestError
 from .scripts import ScriptError
 from .settings_store import DEFAULT_CONFIG_ID, SettingsFileError, SettingsStore, UnknownConfigError
@@ -158,6 +158,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="segments per generate call (default: the engine's choice; 1 turns batching off)",
     )
     dub.add_argument("--config", default=DEFAULT_CONFIG_ID, help="config id")
+    dub.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="speak through a service (python -m qwen3tts_plugin serve-ray) at URL instead of "
+        "the installed engine; its model and device settings are the service's",
+    )
+    dub.add_argument(
+        "--in-flight",
+        type=_int_at_least(1),
+        default=cluster.IN_FLIGHT,
+        help=f"--cluster: requests at the service at once (default {cluster.IN_FLIGHT})",
+    )
+    dub.add_argument(
+        "--tries",
+        type=_int_at_least(1),
+        default=cluster.TRIES,
+        help="--cluster: tries per segment when the service gives no answer (a replica died) "
+        f"before the segment fails with service_unavailable (default {cluster.TRIES})",
+    )
     _generation_options(dub, None)
     dub.set_defaults(run=commands.cmd_dub)
 

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,16 @@ import pluggy
 from pydantic import ValidationError
 
 import hookspecs
-from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
+from hookspecs import (
+    EngineConfig,
+    GenerationParams,
+    SynthesisRequest,
+    SynthesisResult,
+    TtsError,
+    Voice,
+)
 
-from . import dubbing, engines, logs, render, scripts
+from . import cluster, dubbing, engines, logs, render, scripts
 from .settings_store import SettingsStore
 
 SMOKE_TEXT = "Hello from the example host. This is a smoke test."
@@ -177,38 +185,34 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
     Segments go to the engine ``--batch-size`` at a time (default: the engine's batch size for
     these settings, ``LoadResult.batch_size``); a given ``--batch-size`` also becomes the
     engine's batch-size setting (the one its schema marks ``batch_size``) for this run (the
-    settings file is not changed).
+    settings file is not changed). With ``--cluster URL`` the segments go to that service
+    instead (``cluster_engine``): one per hook call by default, ``--in-flight`` calls at once,
+    each settling as it ends (no replica waits for a list's slowest segment).
     """
-    pm = engines.plugin_manager()
-    stored = store.enabled_config(args.config)
-    caps = engines.engine_for(pm, stored["provider"])
     segments = scripts.read_script(args.script)
-    batch_setting = engines.setting_with_role(caps, "batch_size")
-    if args.batch_size is not None and batch_setting is not None:
-        stored["extra_params"] = {**stored.get("extra_params", {}), batch_setting: args.batch_size}
-    config = engines.engine_config(stored)
-    loaded = engines.load(pm, config)
-    voice = Voice(mode=engines.own_voice_mode(loaded))
+    engine = cluster_engine(args, store) if args.cluster else local_engine(args, store)
     header = {
         "script": str(args.script.resolve()),
         "config_id": args.config,
-        "provider": stored["provider"],
-        "voice_mode": voice.mode,
+        "provider": engine.config.provider,
+        "voice_mode": engine.voice.mode,
+        **({"cluster": args.cluster} if args.cluster else {}),
     }
     with dubbing.Progress(len(segments)) as progress:
         try:
             report = dubbing.dub(
-                pm,
-                config,
+                engine.pm,
+                engine.config,
                 segments,
                 args.out_dir,
                 generation_params(args),
-                voice=voice,
+                voice=engine.voice,
                 keep_going=args.keep_going,
                 header=header,
                 on_settled=progress.settled,
-                batch_size=args.batch_size or loaded.batch_size,
-                speed_only=hookspecs.settings_with_role(caps.settings_schema, "speed_only"),
+                batch_size=engine.batch_size,
+                speed_only=engine.speed_only,
+                lists_in_flight=engine.lists_in_flight,
             )
         except KeyboardInterrupt:
             raise Interrupted(dub_interrupted(args.out_dir, segments)) from None
@@ -216,6 +220,68 @@ def cmd_dub(args: argparse.Namespace, store: SettingsStore) -> int:
     if report.stopped_by is not None:
         raise report.stopped_by
     return 1 if report.failed else 0
+
+
+@dataclass(frozen=True)
+class DubEngine:
+    """What a dub speaks through: the plugin manager, the config and voice of every request,
+    segments per hook call, the settings left out of the fingerprint, and hook calls at once."""
+
+    pm: pluggy.PluginManager
+    config: EngineConfig
+    voice: Voice
+    batch_size: int
+    speed_only: list[str]
+    lists_in_flight: int = 1
+
+
+def local_engine(args: argparse.Namespace, store: SettingsStore) -> DubEngine:
+    """The installed engine, its model loaded with the stored config (and ``--batch-size``)."""
+    pm = engines.plugin_manager()
+    stored = store.enabled_config(args.config)
+    caps = engines.engine_for(pm, stored["provider"])
+    batch_setting = engines.setting_with_role(caps, "batch_size")
+    if args.batch_size is not None and batch_setting is not None:
+        stored["extra_params"] = {**stored.get("extra_params", {}), batch_setting: args.batch_size}
+    config = engines.engine_config(stored)
+    loaded = engines.load(pm, config)
+    return DubEngine(
+        pm=pm,
+        config=config,
+        voice=Voice(mode=engines.own_voice_mode(loaded)),
+        batch_size=args.batch_size or loaded.batch_size,
+        speed_only=hookspecs.settings_with_role(caps.settings_schema, "speed_only"),
+    )
+
+
+def cluster_engine(args: argparse.Namespace, store: SettingsStore) -> DubEngine:
+    """The service at ``--cluster``: its model, device and batch settings are the service's
+    (they take the stored config's place, so the manifest's fingerprint names the model that
+    spoke); the stored config's voice settings (Speaker, Language, ...) go with every request,
+    and its reference recording as the voice's (sent as bytes)."""
+    client = cluster.ClusterEngine(args.cluster, in_flight=args.in_flight, tries=args.tries)
+    service = client.service()
+    pm = hookspecs.plugin_manager(load_entrypoints=False)
+    pm.register(client, name="cluster")
+    stored = store.enabled_config(args.config)
+    fixed = set(service["fixed_settings"])
+    own = {k: v for k, v in stored.get("extra_params", {}).items() if k not in fixed}
+    voice = Voice(mode=(service.get("voice_modes") or [Voice().mode])[0])
+    for name in service.get("reference_audio_settings", []):
+        recording = own.pop(name, None)  # a path here: it travels as bytes (the voice's)
+        if recording:
+            voice = voice.model_copy(update={"ref_audio": Path(recording)})
+    config = engines.engine_config(
+        {**stored, "provider": service["provider"], "extra_params": {**own, **service["settings"]}}
+    )
+    return DubEngine(
+        pm=pm,
+        config=config,
+        voice=voice,
+        batch_size=args.batch_size or 1,
+        speed_only=service.get("speed_only_settings", []),
+        lists_in_flight=args.in_flight,
+    )
 
 
 class Interrupted(Exception):

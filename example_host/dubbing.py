@@ -20,7 +20,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,6 +239,7 @@ def dub(
     on_settled: Callable[[list[SegmentDone]], None] | None = None,
     batch_size: int = 1,
     speed_only: Iterable[str] = (),
+    lists_in_flight: int = 1,
 ) -> DubReport:
     """Synthesise every segment not already done into ``out_dir``; see the module docstring.
 
@@ -248,6 +251,9 @@ def dub(
     ``keep_going`` the run stops after the list holding the first failed segment; the
     segments of that list that were written are kept. ``speed_only`` names the settings left
     out of the fingerprint (a changed batch size does not redo a finished dub).
+    ``lists_in_flight`` lists go to the engine at once, each from a thread of its own, and
+    settle as each ends (a service with several replicas: ``--cluster``); no new list starts
+    after a failure unless ``keep_going``.
     """
     voice = voice or Voice()
     started = time.perf_counter()
@@ -298,9 +304,11 @@ def dub(
     write_manifest(manifest, header, entries)
     if on_settled and settled:
         on_settled(settled)
-    for first in range(0, len(todo), report.batch_size):
-        chunk = todo[first : first + report.batch_size]
-        done = _synthesize(pm, config, voice, chunk, out_dir, generation, fp)
+    lists = [
+        todo[first : first + report.batch_size] for first in range(0, len(todo), report.batch_size)
+    ]
+
+    def settle(chunk: list[Segment], done: list[dict[str, Any]]) -> None:
         entries.update((segment.number, entry) for segment, entry in zip(chunk, done, strict=True))
         write_manifest(manifest, header, entries)
         if on_settled:
@@ -321,12 +329,53 @@ def dub(
             else:
                 report.failed += 1
                 report.failures.append(entry)
-        if report.failures and not keep_going:
-            error = report.failures[0]["error"]
-            report.stopped_by = TtsError(error["code"], error["detail"], error["hint"])
-            break
+
+    def speak(chunk: list[Segment]) -> list[dict[str, Any]]:
+        return _synthesize(pm, config, voice, chunk, out_dir, generation, fp)
+
+    def stop() -> bool:
+        return bool(report.failures) and not keep_going
+
+    for chunk, done in _in_turn(speak, lists, lists_in_flight, stop):
+        settle(chunk, done)
+    if report.failures and not keep_going:
+        error = report.failures[0]["error"]
+        report.stopped_by = TtsError(error["code"], error["detail"], error["hint"])
     report.wall_s = time.perf_counter() - started
     return report
+
+
+def _in_turn(
+    speak: Callable[[list[Segment]], list[dict[str, Any]]],
+    lists: list[list[Segment]],
+    in_flight: int,
+    stop: Callable[[], bool],
+) -> Iterator[tuple[list[Segment], list[dict[str, Any]]]]:
+    """Each list with its entries, ``in_flight`` lists spoken at once, yielded as each ends
+    (in order when one at a time); none started once ``stop()`` says so."""
+    if in_flight <= 1:
+        for chunk in lists:
+            if stop():
+                return
+            yield chunk, speak(chunk)
+        return
+    waiting = iter(lists)
+    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="dub")
+    running: dict[Future, list[Segment]] = {}
+    try:
+        while True:
+            while len(running) < in_flight and not stop():
+                chunk = next(waiting, None)
+                if chunk is None:
+                    break
+                running[pool.submit(speak, chunk)] = chunk
+            if not running:
+                return
+            done, _ = futures_wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield running.pop(future), future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _synthesize(

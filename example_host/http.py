@@ -32,7 +32,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice
+from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice, wire
+from hookspecs.wire import HTTP_STATUS, UNPROCESSABLE
 
 from . import engines
 from .guard import Access, AccessGuard
@@ -46,8 +47,6 @@ S = TypeVar("S")
 STATIC = Path(__file__).parent / "static"
 """The settings page: plain HTML, CSS and JavaScript, no build step, nothing from a CDN."""
 
-UNPROCESSABLE = 422
-TOO_LARGE = 413
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Default limit on a request body (JSON): far above MaxChars of text, far below a flood."""
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -61,88 +60,38 @@ SYNTHESIS_QUEUE = 32
 RETRY_AFTER_S = 2
 
 HOST_CODES = {
-    "invalid_request": "the request body does not validate",
-    "request_too_large": "the request body is over the server's limit",
     "unknown_config": "no stored config has this id",
     "unknown_provider": "no installed engine answers the config's provider",
     "no_engine": "no text-to-speech engine is installed",
     "settings_file_invalid": "the host's settings file cannot be read",
     "config_disabled": 'the config says "enabled": false',
     "unknown_voice": "no saved voice has this id",
-    "not_found": "no route has this path",
-    "method_not_allowed": "the route does not take this method",
     "forbidden_host": "the request's Host is not a name this server answers to (DNS rebinding)",
     "forbidden_origin": "the request comes from another site's page",
     "unauthorized": "the server needs its token and the request has none or another",
-    "server_busy": (
-        "the synthesis queue, the connection limit or the voice library's lock is busy: retry later"
-    ),
-    "internal_error": "the server failed in a way it has no code for (its log has the trace)",
 }
-"""The host's own codes, beside the contract's ``hookspecs.ERROR_CODES``."""
+"""The host's own codes, beside the contract's ``hookspecs.ERROR_CODES`` and the HTTP front's
+``hookspecs.wire.WIRE_CODES`` (``server_busy`` here: the synthesis queue, the connection limit
+or the voice library's lock is busy)."""
 
 STATUS_BY_CODE = {
-    # the request is wrong: the caller can fix it
-    **dict.fromkeys(
-        (
-            "invalid_request",
-            "invalid_device",
-            "invalid_settings",
-            "empty_text",
-            "invalid_text",
-            "instruct_required",
-            "unsupported_mode",
-            "unsupported_speaker",
-            "unsupported_language",
-            "ref_audio_invalid",
-            "ref_text_required",
-            "synthesis_truncated",
-            "unknown_provider",
-        ),
-        UNPROCESSABLE,
-    ),
-    "text_too_long": TOO_LARGE,
-    "request_too_large": TOO_LARGE,
+    **HTTP_STATUS,
+    "unknown_provider": UNPROCESSABLE,
     "unknown_config": 404,
     "unknown_voice": 404,
-    "not_found": 404,
-    "method_not_allowed": 405,
     "config_disabled": 409,
     "unauthorized": 401,
     "forbidden_host": 403,
     "forbidden_origin": 403,
-    # the engine cannot serve it until the machine changes (a model, a driver, a package)
-    **dict.fromkeys(
-        (
-            "unknown_model_key",
-            "model_not_found",
-            "model_invalid",
-            "model_load_failed",
-            "model_to_device_failed",
-            "engine_unavailable",
-            "no_engine",
-            "server_busy",
-        ),
-        503,
-    ),
-    # the server itself failed
-    **dict.fromkeys(
-        (
-            "synthesis_failed",
-            "invalid_audio",
-            "output_write_failed",
-            "settings_file_invalid",
-            "internal_error",
-        ),
-        500,
-    ),
+    "no_engine": 503,
+    "settings_file_invalid": 500,
 }
-"""HTTP status of every code, the contract's and the host's (README, "HTTP")."""
+"""HTTP status of every code, the contract's, the wire's and the host's (README, "HTTP")."""
 
 
 def status_for(code: str) -> int:
     """The HTTP status for an error code; 500 for a code no list knows (another engine's)."""
-    return STATUS_BY_CODE.get(code, 500)
+    return wire.status_for(code, STATUS_BY_CODE)
 
 
 class SettingsUpdate(BaseModel):
@@ -699,5 +648,5 @@ class BodyLimit:
             "with a larger body limit."
         )
         error = TtsError("request_too_large", f"the request body is over {limit:,} bytes", hint)
-        response = JSONResponse(error.to_dict(), status_code=TOO_LARGE)
+        response = JSONResponse(error.to_dict(), status_code=status_for("request_too_large"))
         await response(scope, receive, send)

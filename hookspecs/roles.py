@@ -20,6 +20,9 @@ SETTING_ROLES = {
     "model_folder": "a local model folder, taking precedence over the other model settings",
     "batch_size": "the most texts one generate call takes (an integer, or the engine's auto)",
     "speed_only": "changes how fast audio is made, never the audio",
+    "resident": "decides the model in memory (which model, and its device, precision, kernels "
+    "or backend): a change loads it again",
+    "reference_audio": "a recording to clone, as a path on the engine's machine",
 }
 """Every role a setting may have, and what it means."""
 

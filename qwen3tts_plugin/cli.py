@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import time
 from typing import Any
 
 import structlog
@@ -35,8 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--model-path", help="ModelPath setting (a model folder)")
     doctor.add_argument("--json", action="store_true", help="print JSON only")
     doctor.add_argument("-v", "--verbose", action="store_true", help="log decisions to stderr")
+    add_serve_ray(commands)
     args = parser.parse_args(argv)
     _configure_logging(verbose=args.verbose)
+    if args.command == "serve-ray":
+        return serve_ray(args)
     report = doctor_report(
         args.device,
         args.precision,
@@ -51,6 +56,99 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0 if report["usable"] else 1
+
+
+def add_serve_ray(commands: Any) -> None:
+    """The ``serve-ray`` command's options (the ``[ray]`` extra runs it)."""
+    serve = commands.add_parser(
+        "serve-ray",
+        help="run the engine as a Ray Serve application (one model per replica)",
+        description="Start the engine on Ray Serve: POST /v1/synthesize, POST /v1/audio/speech "
+        "(OpenAI's shape), GET /v1/service, GET /healthz. Runs until Ctrl-C.",
+    )
+    serve.add_argument("--replicas", type=int, default=1, help="replicas (default 1)")
+    serve.add_argument("--min-replicas", type=int, help="autoscaling: fewest replicas")
+    serve.add_argument("--max-replicas", type=int, help="autoscaling: most replicas")
+    serve.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        help="GPUs each replica holds: 1 on GPU machines (it runs on cuda:0, its own GPU), 0 for "
+        "CPU replicas (default: 1 when this machine has CUDA, else 0)",
+    )
+    serve.add_argument("--cpus-per-replica", type=float, default=1.0, help="default 1")
+    serve.add_argument("--max-batch-size", type=int, default=8, help="requests per batch")
+    serve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an engine setting for every replica, e.g. ModelPath=/models/x (repeatable)",
+    )
+    serve.add_argument(
+        "--address", help="the Ray cluster to join (default: start a local Ray, or RAY_ADDRESS)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log decisions to stderr")
+
+
+def serve_ray(args: argparse.Namespace) -> int:
+    """Start the Serve application, print its URL, run until interrupted, stop cleanly."""
+    try:
+        from . import ray_serve
+    except ImportError as exc:
+        print(
+            f"serve-ray needs Ray Serve ({exc}); install the extra: "
+            "pip install 'qwen3tts-plugin[ray]'",
+            file=sys.stderr,
+        )
+        return 2
+    gpus = args.gpus_per_replica
+    if gpus is None:
+        from .devices import probe
+
+        gpus = 1.0 if probe().cuda_available else 0.0
+    try:
+        settings = dict(_setting(item) for item in args.set)
+        options = ray_serve.ServiceOptions(
+            settings=settings,
+            replicas=args.replicas,
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            cpus_per_replica=args.cpus_per_replica,
+            gpus_per_replica=gpus,
+            max_batch_size=args.max_batch_size,
+        )
+        url = ray_serve.start(options, address=args.address, host=args.host, port=args.port)
+    except TtsError as err:
+        print(f"error: {err}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
+        return 2
+    print(f"serving {url}  (POST /v1/synthesize, POST /v1/audio/speech, GET /v1/service)")
+    sys.stdout.flush()
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: as Ctrl-C
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ray_serve.stop()
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _setting(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` as a setting; VALUE read as JSON where it is (numbers, true), else text."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise TtsError("invalid_settings", f"--set {item!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def doctor_report(

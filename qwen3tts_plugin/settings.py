@@ -76,7 +76,7 @@ class EngineSettings(BaseModel):
         description=f"Where the model runs: {DEVICE_FORMS}. Empty or 'auto' picks cuda:0 when "
         "a usable GPU is present, else cpu. An explicit GPU that fails is an error, never a "
         "silent CPU run.",
-        json_schema_extra={"pattern": DEVICE_PATTERN, **_roles("device")},
+        json_schema_extra={"pattern": DEVICE_PATTERN, **_roles("device", "resident")},
     )
     Precision: Literal["auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16"] = Field(
         default="auto",
@@ -84,27 +84,29 @@ class EngineSettings(BaseModel):
         "fp32 on the CPU. bf16 on the CPU runs where the CPU computes it natively (AMX or "
         "AVX512-BF16; experimental) and is refused elsewhere; fp16 on the CPU is refused. The "
         "codec always runs fp32.",
+        json_schema_extra=_roles("resident"),
     )
     Attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
         default="auto",
         description="Attention kernel. auto: flash_attention_2 when installed on a bf16 GPU, "
         "else sdpa.",
+        json_schema_extra=_roles("resident"),
     )
     ModelKey: str = Field(
         default=DEFAULT_MODEL_KEY,
         description="Which published model to use (ignored when ModelPath is set).",
-        json_schema_extra={"enum": list(MODELS), **_roles("model")},
+        json_schema_extra={"enum": list(MODELS), **_roles("model", "resident")},
     )
     ModelPath: Path | None = Field(
         default=None,
         description="A local model folder; overrides ModelKey.",
-        json_schema_extra=_roles("model", "model_folder"),
+        json_schema_extra=_roles("model", "model_folder", "resident"),
     )
     ModelsDir: Path | None = Field(
         default=None,
         description=f"Folder holding model folders named like the repositories. Default: "
         f"${MODELS_DIR_ENV}, else the user data folder.",
-        json_schema_extra=_roles("model"),
+        json_schema_extra=_roles("model", "resident"),
     )
     Language: str = Field(default="Auto", description="Language, e.g. English or Auto.")
     Speaker: str | None = Field(
@@ -113,7 +115,11 @@ class EngineSettings(BaseModel):
     Instruct: str | None = Field(
         default=None, description="Style instruction or, for voice design, the voice described."
     )
-    RefAudio: Path | None = Field(default=None, description="Reference recording for cloning.")
+    RefAudio: Path | None = Field(
+        default=None,
+        description="Reference recording for cloning.",
+        json_schema_extra=_roles("reference_audio"),
+    )
     RefText: str | None = Field(default=None, description="Transcript of RefAudio.")
     XVectorOnly: bool = Field(
         default=True,
@@ -126,6 +132,7 @@ class EngineSettings(BaseModel):
         "stepper: our own decode loop (rows leave and join a running batch, per-row seeds; "
         "sdpa or eager attention). "
         "cuda_graphs asked for where it cannot run is refused, never swapped.",
+        json_schema_extra=_roles("resident"),
     )
     BatchSize: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = Field(
         default="auto",

@@ -11,5 +11,5 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,host,host-http]'
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,host,host-http,ray]'
 echo "$want" > "$stamp"

@@ -334,6 +334,10 @@ def test_the_settings_schema_marks_what_a_host_may_act_on():
     assert settings_with_role(schema, "model_folder") == ["ModelPath"]
     assert settings_with_role(schema, "batch_size") == ["BatchSize"]
     assert settings_with_role(schema, "speed_only") == ["BatchSize"]
+    assert settings_with_role(schema, "resident") == [
+        "Device", "Precision", "Attention", "ModelKey", "ModelPath", "ModelsDir", "Backend",
+    ]  # fmt: skip
+    assert settings_with_role(schema, "reference_audio") == ["RefAudio"]
 
 
 def test_detection_on_this_cpu_machine():

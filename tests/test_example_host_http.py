@@ -14,6 +14,7 @@ import soundfile as sf
 
 import hookspecs
 from example_host.http import HOST_CODES, STATUS_BY_CODE, create_app, status_for
+from hookspecs.wire import HTTP_STATUS, WIRE_CODES
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what the dev extra installs
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -344,8 +345,9 @@ def test_a_malformed_settings_file_is_500_and_kept(tmp_path, pm):
 
 
 def test_every_error_code_has_a_documented_http_status():
-    codes = set(hookspecs.ERROR_CODES) | set(HOST_CODES)
+    codes = set(hookspecs.ERROR_CODES) | set(WIRE_CODES) | set(HOST_CODES)
     assert set(STATUS_BY_CODE) == codes
+    assert set(HTTP_STATUS) == set(hookspecs.ERROR_CODES) | set(WIRE_CODES)
     readme = (Path(__file__).parents[1] / "example_host" / "README.md").read_text()
     table = readme[readme.index("| status | codes |") :]
     for code in codes:
@@ -359,8 +361,8 @@ def test_every_code_the_sources_raise_is_listed():
 
     root = Path(__file__).parents[1]
     known = {
-        "qwen3tts_plugin": set(hookspecs.ERROR_CODES),
-        "example_host": set(hookspecs.ERROR_CODES) | set(HOST_CODES),
+        "qwen3tts_plugin": set(hookspecs.ERROR_CODES) | set(WIRE_CODES),
+        "example_host": set(hookspecs.ERROR_CODES) | set(WIRE_CODES) | set(HOST_CODES),
     }
     for package, codes in known.items():
         for path in (root / package).rglob("*.py"):

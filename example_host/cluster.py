@@ -1,0 +1,196 @@
+"""A text-to-speech service as an engine: ``dub --cluster URL`` speaks through it.
+
+``ClusterEngine`` answers the batch hook by sending each request to a service started with
+``python -m qwen3tts_plugin serve-ray`` (``POST /v1/synthesize``), at most ``in_flight`` at a
+time, and writing each WAV it gets back atomically where the request asked (a temporary file in
+the same folder, then ``os.replace``; dub's stale-file patterns cover it). So a cluster dub is a
+local dub with another engine: same manifest, same resume rules.
+
+A request that gets no answer (the connection broke, the replica serving it died, Serve had no
+replica ready: any failure without a typed error) is sent again, up to ``tries`` times with a
+growing pause; then it fails with ``service_unavailable``, never with a silent gap. A typed
+error from the engine (``{code, detail, hint}``) comes back as that same error, unretried,
+except ``server_busy``, which asks for a retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPException
+from pathlib import Path
+from typing import Any
+
+from hookspecs import BatchItem, ErrorInfo, SynthesisRequest, SynthesisResult, TtsError, hookimpl
+from hookspecs.wire import REPLICA_HEADER, RESULT_HEADER, SpeechRequest
+
+from .dubbing import FILE_MODE
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = 16
+"""Requests a dub keeps at the service at once (its replicas batch what arrives together)."""
+TRIES = 4
+TIMEOUT_S = 900.0
+"""How long one request may take: a long narration on a busy CPU replica takes minutes."""
+RETRY_CODES = frozenset({"server_busy", "service_unavailable"})
+
+
+class ClusterEngine:
+    """The batch hook of a remote service, for a plugin manager of the host's own."""
+
+    def __init__(
+        self,
+        url: str,
+        in_flight: int = IN_FLIGHT,
+        tries: int = TRIES,
+        timeout_s: float = TIMEOUT_S,
+        backoff_s: float = 0.5,
+    ) -> None:
+        if in_flight < 1 or tries < 1:
+            raise ValueError(f"need in_flight >= 1 and tries >= 1, got {in_flight} and {tries}")
+        self.url = url.rstrip("/")
+        self.in_flight = in_flight
+        self.tries = tries
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.served: Counter[str] = Counter()
+        """Requests answered, by the replica that spoke them."""
+        self.retried = 0
+        self._lock = threading.Lock()
+
+    def service(self) -> dict[str, Any]:
+        """``GET /v1/service``: the service's settings, fixed settings, voice modes and status;
+        ``service_unavailable`` when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/v1/service", timeout=30) as response:
+                return json.loads(response.read())
+        except (OSError, HTTPException, ValueError) as exc:
+            raise TtsError(
+                "service_unavailable",
+                f"the service at {self.url} did not answer ({type(exc).__name__}: {exc})",
+                "Start it with `python -m qwen3tts_plugin serve-ray` and pass its URL.",
+            ) from None
+
+    @hookimpl
+    def tts_synthesize_batch(self, requests: list[SynthesisRequest]) -> list[BatchItem]:
+        with ThreadPoolExecutor(min(self.in_flight, len(requests)) or 1) as pool:
+            return list(pool.map(self.synthesize, range(len(requests)), requests))
+
+    def synthesize(self, index: int, request: SynthesisRequest) -> BatchItem:
+        """One request at the service, retried while it gets no answer; its WAV written."""
+        try:
+            body = wire_body(request)
+        except TtsError as err:
+            return BatchItem(index=index, error=ErrorInfo.from_error(err))
+        problem = ""
+        for attempt in range(self.tries):
+            if attempt:
+                with self._lock:
+                    self.retried += 1
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                status, headers, payload = self.post("/v1/synthesize", body)
+            except (OSError, HTTPException) as exc:  # no answer at all
+                problem = f"{type(exc).__name__}: {exc}"
+                log.warning("cluster request %d: %s (try %d)", index, problem, attempt + 1)
+                continue
+            if status == 200:
+                return self.written(index, request, headers, payload)
+            error = typed_error(payload)
+            if error is not None and error.code not in RETRY_CODES:
+                return BatchItem(index=index, error=ErrorInfo.from_error(error))
+            problem = f"HTTP {status}: {str(error) if error else payload[:200]!r}"
+            log.warning("cluster request %d: %s (try %d)", index, problem, attempt + 1)
+        error = TtsError(
+            "service_unavailable",
+            f"the service at {self.url} gave no answer after {self.tries} tries; last: {problem}",
+            "Check the service (GET /v1/service); run the dub again to resume.",
+        )
+        return BatchItem(index=index, error=ErrorInfo.from_error(error))
+
+    def post(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """POST ``body`` (JSON); status, headers and body, whatever the status."""
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, dict(exc.headers), exc.read()
+
+    def written(
+        self, index: int, request: SynthesisRequest, headers: dict[str, str], wav: bytes
+    ) -> BatchItem:
+        """The service's WAV at ``request.out_path``, written atomically, as a result."""
+        fields = json.loads(header(headers, RESULT_HEADER) or "{}")
+        try:
+            write_atomically(request.out_path, wav)
+        except OSError as exc:
+            error = TtsError("output_write_failed", f"{request.out_path}: {exc}")
+            return BatchItem(index=index, error=ErrorInfo.from_error(error))
+        with self._lock:
+            self.served[header(headers, REPLICA_HEADER) or "?"] += 1
+        return BatchItem(index=index, result=SynthesisResult(path=request.out_path, **fields))
+
+
+def wire_body(request: SynthesisRequest) -> bytes:
+    """``request`` as the service's JSON: the clone's recording as bytes, not a path."""
+    voice, recording = request.voice, None
+    if voice.ref_audio is not None:
+        try:
+            recording = base64.b64encode(Path(voice.ref_audio).read_bytes()).decode("ascii")
+        except OSError as exc:
+            raise TtsError("ref_audio_invalid", f"{voice.ref_audio}: {exc}") from None
+        voice = voice.model_copy(update={"ref_audio": None})
+    body = SpeechRequest(
+        text=request.text,
+        voice=voice,
+        ref_audio_b64=recording,
+        generation=request.generation,
+        settings=request.config.extra_params,
+    )
+    return body.model_dump_json().encode("utf-8")
+
+
+def typed_error(payload: bytes) -> TtsError | None:
+    """The ``{code, detail, hint}`` in an error response; None for any other body."""
+    try:
+        data = json.loads(payload)
+        return TtsError(data["code"], data["detail"], data.get("hint"))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def header(headers: dict[str, str], name: str) -> str | None:
+    """A header by name, in any case."""
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all (temporary file beside it, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
