@@ -7,10 +7,14 @@ the same folder, then ``os.replace``; dub's stale-file patterns cover it). So a 
 local dub with another engine: same manifest, same resume rules.
 
 A request that gets no answer (the connection broke, the replica serving it died, Serve had no
-replica ready: any failure without a typed error) is sent again, up to ``tries`` times with a
-growing pause; then it fails with ``service_unavailable``, never with a silent gap. A typed
-error from the engine (``{code, detail, hint}``) comes back as that same error, unretried,
-except ``server_busy``, which asks for a retry.
+replica ready: a 500, 502, 503 or 504 without a typed error, or an answer that cannot be read)
+is sent again, up to ``tries`` times with a growing pause; then it fails with
+``service_unavailable``, never with a silent gap. A typed error (``{code, detail, hint}``) comes
+back as that same error, unretried, except ``server_busy``, which asks for a retry; any other
+untyped answer (a 404 from something that is not the service) fails at once.
+
+Requests run in daemon threads, at most ``in_flight`` at the service at once however the
+caller groups them, so an interrupted dub exits without waiting for the ones in flight.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from hookspecs import BatchItem, ErrorInfo, SynthesisRequest, SynthesisResult, TtsError, hookimpl
 from hookspecs.wire import REPLICA_HEADER, RESULT_HEADER, SpeechRequest
 
 from .dubbing import FILE_MODE
+from .threads import completed
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ TRIES = 4
 TIMEOUT_S = 900.0
 """How long one request may take: a long narration on a busy CPU replica takes minutes."""
 RETRY_CODES = frozenset({"server_busy", "service_unavailable"})
+NO_ANSWER_STATUSES = frozenset({500, 502, 503, 504})
+"""Statuses that, without a typed error, mean no replica answered (one died, none was ready)."""
 
 
 class ClusterEngine:
@@ -67,6 +75,7 @@ class ClusterEngine:
         """Requests answered, by the replica that spoke them."""
         self.retried = 0
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(in_flight)
 
     def service(self) -> dict[str, Any]:
         """``GET /v1/service``: the service's settings, fixed settings, voice modes and status;
@@ -83,8 +92,9 @@ class ClusterEngine:
 
     @hookimpl
     def tts_synthesize_batch(self, requests: list[SynthesisRequest]) -> list[BatchItem]:
-        with ThreadPoolExecutor(min(self.in_flight, len(requests)) or 1) as pool:
-            return list(pool.map(self.synthesize, range(len(requests)), requests))
+        calls = list(enumerate(requests))
+        done = dict(completed(lambda call: self.synthesize(*call), calls, len(calls)))
+        return [done[index] for index in range(len(calls))]
 
     def synthesize(self, index: int, request: SynthesisRequest) -> BatchItem:
         """One request at the service, retried while it gets no answer; its WAV written."""
@@ -99,21 +109,33 @@ class ClusterEngine:
                     self.retried += 1
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                status, headers, payload = self.post("/v1/synthesize", body)
+                with self._slots:
+                    status, headers, payload = self.post("/v1/synthesize", body)
             except (OSError, HTTPException) as exc:  # no answer at all
                 problem = f"{type(exc).__name__}: {exc}"
                 log.warning("cluster request %d: %s (try %d)", index, problem, attempt + 1)
                 continue
             if status == 200:
-                return self.written(index, request, headers, payload)
+                try:
+                    result = SynthesisResult(
+                        path=request.out_path, **json.loads(header(headers, RESULT_HEADER) or "")
+                    )
+                except (ValueError, TypeError, ValidationError) as exc:
+                    problem = f"an answer without a readable {RESULT_HEADER}: {exc}"
+                    log.warning("cluster request %d: %s (try %d)", index, problem, attempt + 1)
+                    continue
+                return self.written(index, result, headers, payload)
             error = typed_error(payload)
             if error is not None and error.code not in RETRY_CODES:
                 return BatchItem(index=index, error=ErrorInfo.from_error(error))
             problem = f"HTTP {status}: {str(error) if error else payload[:200]!r}"
+            if error is None and status not in NO_ANSWER_STATUSES:
+                break  # something else answered: not the service
             log.warning("cluster request %d: %s (try %d)", index, problem, attempt + 1)
         error = TtsError(
             "service_unavailable",
-            f"the service at {self.url} gave no answer after {self.tries} tries; last: {problem}",
+            f"the service at {self.url} gave no answer after {plural(attempt + 1, 'try')}; "
+            f"last: {problem}",
             "Check the service (GET /v1/service); run the dub again to resume.",
         )
         return BatchItem(index=index, error=ErrorInfo.from_error(error))
@@ -134,18 +156,17 @@ class ClusterEngine:
                 return exc.code, dict(exc.headers), exc.read()
 
     def written(
-        self, index: int, request: SynthesisRequest, headers: dict[str, str], wav: bytes
+        self, index: int, result: SynthesisResult, headers: dict[str, str], wav: bytes
     ) -> BatchItem:
-        """The service's WAV at ``request.out_path``, written atomically, as a result."""
-        fields = json.loads(header(headers, RESULT_HEADER) or "{}")
+        """The service's WAV at ``result.path``, written atomically, as a result."""
         try:
-            write_atomically(request.out_path, wav)
+            write_atomically(result.path, wav)
         except OSError as exc:
-            error = TtsError("output_write_failed", f"{request.out_path}: {exc}")
+            error = TtsError("output_write_failed", f"{result.path}: {exc}")
             return BatchItem(index=index, error=ErrorInfo.from_error(error))
         with self._lock:
             self.served[header(headers, REPLICA_HEADER) or "?"] += 1
-        return BatchItem(index=index, result=SynthesisResult(path=request.out_path, **fields))
+        return BatchItem(index=index, result=result)
 
 
 def wire_body(request: SynthesisRequest) -> bytes:
@@ -165,6 +186,11 @@ def wire_body(request: SynthesisRequest) -> bytes:
         settings=request.config.extra_params,
     )
     return body.model_dump_json().encode("utf-8")
+
+
+def plural(count: int, word: str) -> str:
+    """``1 try``, ``3 tries``."""
+    return f"{count} {word if count == 1 else word[:-1] + 'ies'}"
 
 
 def typed_error(payload: bytes) -> TtsError | None:

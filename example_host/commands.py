@@ -255,24 +255,23 @@ def local_engine(args: argparse.Namespace, store: SettingsStore) -> DubEngine:
 
 
 def cluster_engine(args: argparse.Namespace, store: SettingsStore) -> DubEngine:
-    """The service at ``--cluster``: its model, device and batch settings are the service's
-    (they take the stored config's place, so the manifest's fingerprint names the model that
-    spoke); the stored config's voice settings (Speaker, Language, ...) go with every request,
-    and its reference recording as the voice's (sent as bytes)."""
+    """The service at ``--cluster``: its settings are the service's (so the manifest's
+    fingerprint names the model that spoke) but for the stored config's voice settings
+    (Speaker, Language, ... : those the service lists in ``voice_settings``), which go with
+    every request, and its reference recording, sent as the voice's bytes."""
     client = cluster.ClusterEngine(args.cluster, in_flight=args.in_flight, tries=args.tries)
     service = client.service()
     pm = hookspecs.plugin_manager(load_entrypoints=False)
     pm.register(client, name="cluster")
     stored = store.enabled_config(args.config)
-    fixed = set(service["fixed_settings"])
-    own = {k: v for k, v in stored.get("extra_params", {}).items() if k not in fixed}
+    stored_params = stored.get("extra_params", {})
     voice = Voice(mode=(service.get("voice_modes") or [Voice().mode])[0])
     for name in service.get("reference_audio_settings", []):
-        recording = own.pop(name, None)  # a path here: it travels as bytes (the voice's)
-        if recording:
-            voice = voice.model_copy(update={"ref_audio": Path(recording)})
+        if stored_params.get(name):  # a path here: the recording travels as the voice's bytes
+            voice = voice.model_copy(update={"ref_audio": Path(stored_params[name])})
+    own = {k: v for k, v in stored_params.items() if k in service["voice_settings"]}
     config = engines.engine_config(
-        {**stored, "provider": service["provider"], "extra_params": {**own, **service["settings"]}}
+        {**stored, "provider": service["provider"], "extra_params": {**service["settings"], **own}}
     )
     return DubEngine(
         pm=pm,

@@ -21,8 +21,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from hookspecs import (
 )
 
 from .scripts import Segment
+from .threads import completed
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -251,9 +250,9 @@ def dub(
     ``keep_going`` the run stops after the list holding the first failed segment; the
     segments of that list that were written are kept. ``speed_only`` names the settings left
     out of the fingerprint (a changed batch size does not redo a finished dub).
-    ``lists_in_flight`` lists go to the engine at once, each from a thread of its own, and
-    settle as each ends (a service with several replicas: ``--cluster``); no new list starts
-    after a failure unless ``keep_going``.
+    ``lists_in_flight`` lists go to the engine at once, each from a daemon thread of its own
+    (``threads.completed``), and settle as each ends (a service with several replicas:
+    ``--cluster``); no new list starts after a failure unless ``keep_going``.
     """
     voice = voice or Voice()
     started = time.perf_counter()
@@ -359,23 +358,8 @@ def _in_turn(
                 return
             yield chunk, speak(chunk)
         return
-    waiting = iter(lists)
-    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="dub")
-    running: dict[Future, list[Segment]] = {}
-    try:
-        while True:
-            while len(running) < in_flight and not stop():
-                chunk = next(waiting, None)
-                if chunk is None:
-                    break
-                running[pool.submit(speak, chunk)] = chunk
-            if not running:
-                return
-            done, _ = futures_wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield running.pop(future), future.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    for position, done in completed(speak, lists, in_flight, stop):
+        yield lists[position], done
 
 
 def _synthesize(

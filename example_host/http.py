@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from hookspecs import GenerationParams, SynthesisRequest, SynthesisResult, TtsError, Voice, wire
-from hookspecs.wire import HTTP_STATUS, UNPROCESSABLE
+from hookspecs.wire import FRAMEWORK_CODES, HTTP_STATUS, UNPROCESSABLE
 
 from . import engines
 from .guard import Access, AccessGuard
@@ -338,9 +338,6 @@ def _validation_problem(error: dict[str, Any]) -> str:
     """One validation error as ``where: what`` (never the input's repr)."""
     where = ".".join(map(str, error["loc"]))
     return f"{where}: {error['msg']}"
-
-
-FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
 def framework_error_body(request: Request, exc: HTTPException) -> dict[str, Any]:

@@ -23,6 +23,8 @@ SETTING_ROLES = {
     "resident": "decides the model in memory (which model, and its device, precision, kernels "
     "or backend): a change loads it again",
     "reference_audio": "a recording to clone, as a path on the engine's machine",
+    "voice": "chooses who speaks and how (speaker, language, style, a clone's transcript); "
+    "a request to a shared service may set it",
 }
 """Every role a setting may have, and what it means."""
 

@@ -74,6 +74,10 @@ HTTP_STATUS: dict[str, int] = {
 }
 """HTTP status of every contract and wire code."""
 
+FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+"""The wire code of an error a web framework answers by itself (no route, wrong method, a body
+over its limit); any other status it answers is ``invalid_request``."""
+
 
 def status_for(code: str, statuses: dict[str, int] = HTTP_STATUS) -> int:
     """The HTTP status for an error code; 500 for a code no list knows (another engine's)."""

@@ -7,6 +7,7 @@ it (and only it) configures structlog: logs go to stderr, stdout carries the rep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -76,7 +77,9 @@ def add_serve_ray(commands: Any) -> None:
         "CPU replicas (default: 1 when this machine has CUDA, else 0)",
     )
     serve.add_argument("--cpus-per-replica", type=float, default=1.0, help="default 1")
-    serve.add_argument("--max-batch-size", type=int, default=8, help="requests per batch")
+    serve.add_argument(
+        "--max-batch-size", type=int, default=8, help="requests per batch (default 8)"
+    )
     serve.add_argument(
         "--set",
         action="append",
@@ -92,6 +95,16 @@ def add_serve_ray(commands: Any) -> None:
     serve.add_argument("-v", "--verbose", action="store_true", help="log decisions to stderr")
 
 
+def replica_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the replica and batch counts asked for, or None."""
+    low, high = args.min_replicas, args.max_replicas
+    if args.replicas < 1 or args.max_batch_size < 1 or (high is not None and high < 1):
+        return "--replicas, --max-replicas and --max-batch-size must be at least 1"
+    if low is not None and (low < 0 or (high is not None and low > high)):
+        return "--min-replicas must be between 0 and --max-replicas"
+    return None
+
+
 def serve_ray(args: argparse.Namespace) -> int:
     """Start the Serve application, print its URL, run until interrupted, stop cleanly."""
     try:
@@ -102,6 +115,10 @@ def serve_ray(args: argparse.Namespace) -> int:
             "pip install 'qwen3tts-plugin[ray]'",
             file=sys.stderr,
         )
+        return 2
+    problem = replica_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     gpus = args.gpus_per_replica
     if gpus is None:
@@ -127,10 +144,9 @@ def serve_ray(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: as Ctrl-C
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
     finally:
         ray_serve.stop()
     return 0

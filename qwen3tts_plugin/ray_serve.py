@@ -14,7 +14,7 @@ engine (this plugin's hooks in a plugin manager of its own), loads its model whe
 
 Every error is ``{code, detail, hint}`` with ``hookspecs.wire``'s status (OpenAI's route wraps it
 as ``{"error": {"message", "type", "code", "hint"}}``, the shape its clients read).
-``python -m qwen3tts_plugin serve-ray`` starts it (``main`` below).
+``python -m qwen3tts_plugin serve-ray`` starts it (``start`` below).
 """
 
 import asyncio
@@ -34,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import hookspecs
 from hookspecs import (
@@ -45,18 +46,27 @@ from hookspecs import (
     TtsError,
     Voice,
 )
-from hookspecs.wire import REPLICA_HEADER, RESULT_HEADER, SpeechRequest, status_for
+from hookspecs.wire import (
+    FRAMEWORK_CODES,
+    REPLICA_HEADER,
+    RESULT_HEADER,
+    SpeechRequest,
+    status_for,
+)
 
 from . import hooks
 from .hooks import PROVIDER
 from .log import get_logger
+from .settings import parse_settings
 
 log = get_logger(__name__)
 
 APP_NAME = "qwen3tts"
 DEPLOYMENT_NAME = "Qwen3TTSReplica"
-FIXED_ROLES = ("resident", "batch_size")
-"""Settings a request may repeat but not change: they decide the replica's resident model."""
+REQUEST_ROLE = "voice"
+"""The settings a request may set (who speaks and how); every other one is the service's: a
+request may repeat it, not change it (its model, device, batch size, limits such as MaxChars,
+a recording named by a path)."""
 MAX_BATCH_SIZE = 8
 BATCH_WAIT_S = 0.05
 """How long a replica waits for more requests to fill a batch (a dub sends many at once)."""
@@ -90,9 +100,9 @@ class ServiceOptions:
 
     def replica_settings(self) -> dict[str, Any]:
         """The engine settings inside a replica: its Device follows its share of the machine."""
-        device = self.settings.get("Device")
+        device = parse_settings(self.settings).Device  # normal form: "cuda" is "cuda:0"
         wanted = "cuda:0" if self.gpus_per_replica > 0 else "cpu"
-        if device not in (None, "", "auto", wanted):
+        if device not in (None, wanted):
             raise TtsError(
                 "invalid_settings",
                 f"Device={device!r} cannot be honoured in a replica with "
@@ -157,6 +167,20 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return error_response(err, openai=request.url.path == "/v1/audio/speech")
 
 
+@api.exception_handler(StarletteHTTPException)
+async def _framework_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = FRAMEWORK_CODES.get(exc.status_code, "invalid_request")
+    err = TtsError(code, f"{request.method} {request.url.path}: {exc.detail}")
+    return error_response(err, openai=request.url.path == "/v1/audio/speech")
+
+
+@api.exception_handler(Exception)
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("tts.ray.internal_error", path=request.url.path, error=repr(exc), exc_info=exc)
+    err = TtsError("internal_error", f"{type(exc).__name__}: {exc}", "The replica's log has it.")
+    return error_response(err, openai=request.url.path == "/v1/audio/speech")
+
+
 def error_response(err: TtsError, openai: bool = False) -> JSONResponse:
     """``err`` as JSON with its status; in OpenAI's error shape for OpenAI's route."""
     body: dict[str, Any] = err.to_dict()
@@ -180,6 +204,30 @@ def pcm_of(wav: bytes) -> bytes:
     return samples.astype("<i2").tobytes()
 
 
+WORKDIR_PREFIX = "qwen3tts-replica-"
+"""A replica's temporary folder (requests' WAVs and recordings while they are spoken) is named
+``<prefix><pid>-<random>`` in the temp folder."""
+
+
+def remove_orphaned_workdirs() -> None:
+    """The temporary folders of replicas that died without cleaning up (killed, crashed): they
+    may hold clients' recordings."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = folder.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def replica_name() -> str:
     """This replica's id as Serve names it (its actor's name ends with it)."""
     try:
@@ -200,15 +248,13 @@ class Qwen3TTSReplica:
         self.settings = settings
         self.config = EngineConfig(provider=PROVIDER, extra_params=settings)
         caps = self.pm.hook.tts_capabilities(config=self.config)[0]
-        self.fixed = {
-            name
-            for role in FIXED_ROLES
-            for name in hookspecs.settings_with_role(caps.settings_schema, role)
-        }
+        self.open = hookspecs.settings_with_role(caps.settings_schema, REQUEST_ROLE)
+        self.fixed = sorted(set(caps.settings_schema.get("properties", {})) - set(self.open))
         self.speed_only = hookspecs.settings_with_role(caps.settings_schema, "speed_only")
         self.recordings = hookspecs.settings_with_role(caps.settings_schema, "reference_audio")
         self.loaded = self.pm.hook.tts_load(config=self.config)  # a TtsError fails the start
-        self.workdir = Path(tempfile.mkdtemp(prefix="qwen3tts-replica-"))
+        remove_orphaned_workdirs()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         self.replica = replica_name()
         self.max_batch_size = max_batch_size
         self.synthesize_many.set_max_batch_size(max_batch_size)
@@ -244,7 +290,8 @@ class Qwen3TTSReplica:
         return {
             "provider": PROVIDER,
             "settings": self.settings,
-            "fixed_settings": sorted(self.fixed),
+            "voice_settings": self.open,
+            "fixed_settings": self.fixed,
             "speed_only_settings": self.speed_only,
             "reference_audio_settings": self.recordings,
             "voice_modes": self.loaded.voice_modes,
@@ -344,26 +391,20 @@ class Qwen3TTSReplica:
             return [failed(index, err) for index in range(len(requests))]
 
     def request_for(self, body: SpeechRequest, out_path: Path, folder: Path) -> SynthesisRequest:
-        """The engine's request for ``body``: the service's settings with the request's own
-        on top (the fixed ones only repeated), a clone's recording written to ``folder``."""
+        """The engine's request for ``body``: the service's settings with the request's voice
+        settings on top (any other only repeated), a clone's recording written to ``folder``."""
         changed = sorted(
             key
-            for key in self.fixed & set(body.settings)
-            if body.settings[key] != self.settings.get(key)
+            for key, value in body.settings.items()
+            if key not in self.open and value != self.settings.get(key)
         )
         if changed:
             raise TtsError(
                 "invalid_settings",
-                f"this service's {', '.join(changed)} cannot be changed by a request",
-                "Leave model, device and batch settings out of the request (GET /v1/service "
-                "shows the service's), or start a service with the ones you need.",
-            )
-        paths = sorted(name for name in self.recordings if body.settings.get(name))
-        if paths:
-            raise TtsError(
-                "invalid_settings",
-                f"{', '.join(paths)} names a file on the client's machine, not the service's",
-                "Send the recording itself as ref_audio_b64.",
+                f"this service's {', '.join(changed)} cannot be changed by a request (a request "
+                f"may set {', '.join(self.open)})",
+                "Leave the service's settings out of the request (GET /v1/service shows them); "
+                "send a clone's recording itself as ref_audio_b64, not a path.",
             )
         voice = body.voice
         recording = body.ref_audio_bytes()
@@ -401,15 +442,26 @@ def start(
     start with the engine's error (``start_failed``)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-            namespace="qwen3tts",
+    try:
+        if not ray.is_initialized():
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                namespace="qwen3tts",
+            )
+        serve.start(
+            http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"}
         )
-    serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+        stop()
+        raise TtsError(
+            "service_unavailable",
+            f"Ray or Serve did not start ({type(exc).__name__}: {exc})",
+            "Check --address (a running cluster's, or none for a local Ray) and that "
+            f"{host}:{port} is free.",
+        ) from None
     try:
         serve.run(application(options), name=APP_NAME, route_prefix="/", blocking=False)
     except RuntimeError as exc:  # Serve's word for a deployment whose replicas did not start

@@ -108,22 +108,33 @@ class EngineSettings(BaseModel):
         f"${MODELS_DIR_ENV}, else the user data folder.",
         json_schema_extra=_roles("model", "resident"),
     )
-    Language: str = Field(default="Auto", description="Language, e.g. English or Auto.")
+    Language: str = Field(
+        default="Auto",
+        description="Language, e.g. English or Auto.",
+        json_schema_extra=_roles("voice"),
+    )
     Speaker: str | None = Field(
-        default=None, description="Built-in speaker; default: the model's first speaker."
+        default=None,
+        description="Built-in speaker; default: the model's first speaker.",
+        json_schema_extra=_roles("voice"),
     )
     Instruct: str | None = Field(
-        default=None, description="Style instruction or, for voice design, the voice described."
+        default=None,
+        description="Style instruction or, for voice design, the voice described.",
+        json_schema_extra=_roles("voice"),
     )
     RefAudio: Path | None = Field(
         default=None,
         description="Reference recording for cloning.",
         json_schema_extra=_roles("reference_audio"),
     )
-    RefText: str | None = Field(default=None, description="Transcript of RefAudio.")
+    RefText: str | None = Field(
+        default=None, description="Transcript of RefAudio.", json_schema_extra=_roles("voice")
+    )
     XVectorOnly: bool = Field(
         default=True,
         description="Voice clone from the speaker embedding only (no transcript needed).",
+        json_schema_extra=_roles("voice"),
     )
     Backend: Literal[("auto", *BACKEND_NAMES)] = Field(  # type: ignore[valid-type]
         default="auto",

@@ -3,6 +3,7 @@ is tried again and again, then fails typed, never silently."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import threading
@@ -46,6 +47,32 @@ def test_a_request_without_an_answer_is_retried_then_fails_typed(hangs_up, tmp_p
     assert "3 tries" in item.error.detail and item.error.hint
     assert len(accepted) == 3 and client.retried == 2
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_an_untyped_answer_from_something_else_fails_at_once(tmp_path):
+    """A URL that is not the service (a 404 page) is not retried as if a replica had died."""
+
+    class NotTheService(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b"<html>Not Found</html>")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotTheService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = cluster.ClusterEngine(f"http://127.0.0.1:{server.server_port}", tries=3)
+        request = SynthesisRequest(
+            config=EngineConfig(provider="qwen3_tts"), text="Hi.", out_path=tmp_path / "a.wav"
+        )
+        [item] = client.tts_synthesize_batch(requests=[request])
+    finally:
+        server.shutdown()
+    assert item.error.code == "service_unavailable" and "HTTP 404" in item.error.detail
+    assert "after 1 try;" in item.error.detail and client.retried == 0
 
 
 def test_dub_cluster_stops_at_once_when_the_service_is_not_there(host, settings, tmp_path):

@@ -338,6 +338,9 @@ def test_the_settings_schema_marks_what_a_host_may_act_on():
         "Device", "Precision", "Attention", "ModelKey", "ModelPath", "ModelsDir", "Backend",
     ]  # fmt: skip
     assert settings_with_role(schema, "reference_audio") == ["RefAudio"]
+    assert settings_with_role(schema, "voice") == [
+        "Language", "Speaker", "Instruct", "RefText", "XVectorOnly",
+    ]  # fmt: skip
 
 
 def test_detection_on_this_cpu_machine():

@@ -160,11 +160,14 @@ def test_bad_input_comes_back_typed_with_the_hosts_status(service):
     status, _, body = post(service, "/v1/synthesize", {"text": "Hi.", "settings": {"Device": "x"}})
     error = json.loads(body)
     assert status == 422 and error["code"] == "invalid_settings" and "Device" in error["detail"]
-    for settings in ({"Precision": "bf16"}, {"Backend": "qwen_tts"}, {"RefAudio": "/etc/hosts"}):
+    refused = ({"Precision": "bf16"}, {"Backend": "qwen_tts"}, {"RefAudio": "/etc/hosts"})
+    for settings in (*refused, {"MaxChars": 10**6}, {"PieceChars": 300}):
         status, _, body = post(service, "/v1/synthesize", {"text": "Hi.", "settings": settings})
         error = json.loads(body)
         assert status == 422 and error["code"] == "invalid_settings", settings
         assert next(iter(settings)) in error["detail"]
+    status, _, body = post(service, "/v1/nowhere", {})
+    assert status == 404 and json.loads(body)["code"] == "not_found"
     status, _, body = post(service, "/v1/synthesize", {"txt": "Hi."})
     assert status == 422 and json.loads(body)["code"] == "invalid_request"
     # through the client, the engine's error is the same TtsError, unretried
