@@ -209,18 +209,21 @@ def test_killing_a_replica_mid_dub_loses_nothing(service, script, local_dub, tmp
     killed = []
 
     def kill_one_when_busy() -> None:
-        """As the first answers come back, the replica that has answered least (its batch is
-        still running) is killed."""
-        while not client.served:
+        """Mid-way through the second wave: every segment here has the same frame budget, so a
+        replica's 8 requests end together; once the first wave's 16 are in (time T), each
+        replica holds the next 8, and a kill at 1.4 T lands while they are being spoken."""
+        started = time.monotonic()
+        while sum(client.served.values()) < 16:
             time.sleep(0.005)
+        wave = time.monotonic() - started
+        time.sleep(0.4 * wave)
         replicas = [
             actor["name"]
             for actor in ray.util.list_named_actors(all_namespaces=True)
             if ray_serve.DEPLOYMENT_NAME in actor["name"]
         ]
-        victim = min(replicas, key=lambda name: client.served[name.rsplit("#", 1)[-1]])
-        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
-        killed.append((victim, dict(client.served)))
+        ray.kill(ray.get_actor(replicas[0], namespace="serve"), no_restart=True)
+        killed.append((replicas[0], dict(client.served), round(wave, 2)))
 
     killer = threading.Thread(target=kill_one_when_busy, daemon=True)
     killer.start()
