@@ -22,13 +22,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from email.message import Message
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from pydantic import ValidationError
 from hookspecs import BatchItem, ErrorInfo, SynthesisRequest, SynthesisResult, TtsError, hookimpl
 from hookspecs.wire import REPLICA_HEADER, RESULT_HEADER, SpeechRequest
 
-from .dubbing import FILE_MODE
+from .dubbing import write_atomically
 from .threads import completed
 
 log = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ class ClusterEngine:
             if status == 200:
                 try:
                     result = SynthesisResult(
-                        path=request.out_path, **json.loads(header(headers, RESULT_HEADER) or "")
+                        path=request.out_path, **json.loads(headers.get(RESULT_HEADER) or "")
                     )
                 except (ValueError, TypeError, ValidationError) as exc:
                     problem = f"an answer without a readable {RESULT_HEADER}: {exc}"
@@ -140,8 +139,9 @@ class ClusterEngine:
         )
         return BatchItem(index=index, error=ErrorInfo.from_error(error))
 
-    def post(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        """POST ``body`` (JSON); status, headers and body, whatever the status."""
+    def post(self, path: str, body: bytes) -> tuple[int, Message, bytes]:
+        """POST ``body`` (JSON); status, headers (names in any case) and body, whatever the
+        status."""
         request = urllib.request.Request(
             f"{self.url}{path}",
             data=body,
@@ -150,22 +150,23 @@ class ClusterEngine:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return response.status, dict(response.headers), response.read()
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as exc:
             with exc:
-                return exc.code, dict(exc.headers), exc.read()
+                return exc.code, exc.headers, exc.read()
 
     def written(
-        self, index: int, result: SynthesisResult, headers: dict[str, str], wav: bytes
+        self, index: int, result: SynthesisResult, headers: Message, wav: bytes
     ) -> BatchItem:
         """The service's WAV at ``result.path``, written atomically, as a result."""
         try:
+            result.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(result.path, wav)
         except OSError as exc:
             error = TtsError("output_write_failed", f"{result.path}: {exc}")
             return BatchItem(index=index, error=ErrorInfo.from_error(error))
         with self._lock:
-            self.served[header(headers, REPLICA_HEADER) or "?"] += 1
+            self.served[headers.get(REPLICA_HEADER) or "?"] += 1
         return BatchItem(index=index, result=result)
 
 
@@ -200,23 +201,3 @@ def typed_error(payload: bytes) -> TtsError | None:
         return TtsError(data["code"], data["detail"], data.get("hint"))
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def header(headers: dict[str, str], name: str) -> str | None:
-    """A header by name, in any case."""
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), None)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """``data`` at ``path`` whole or not at all (temporary file beside it, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -143,14 +143,20 @@ def remove_stale_temp_files(out_dir: Path) -> list[Path]:
 
 
 def write_manifest(path: Path, header: dict[str, Any], entries: dict[int, dict]) -> None:
-    """Write the manifest atomically (temp file in the same folder, then ``os.replace``)."""
+    """Write the manifest atomically (``write_atomically``)."""
     data = {**header, "segments": [entries[n] for n in sorted(entries)]}
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=path.parent)
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    write_atomically(path, text.encode("utf-8"))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all: a temporary file beside it (``.<name>.*.tmp``,
+    which ``STALE_PATTERNS`` covers), mode ``FILE_MODE``, then ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes it private; the manifest is not
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes it private; our files are not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
