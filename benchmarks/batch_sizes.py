@@ -2,13 +2,16 @@
 
 The same segments go through ``tts_synthesize_batch`` with ``BatchSize=N`` for each N; greedy
 decoding, so every size does the same work (batched audio equals the single-call audio to
-1 LSB). This is what ``BatchSize=auto`` was chosen from (README, Benchmarks).
+1 LSB). This is what ``BatchSize=auto`` was chosen from (README, Benchmarks). The backend is
+named (``stepper`` unless told): under ``Backend=auto`` a CUDA machine would speak size 1
+through the CUDA graphs and the other sizes through qwen_tts's loop, comparing two backends.
 
 ``python -m benchmarks run`` sweeps the tiny checkpoint. The real-size random 0.6B model
 (``benchmarks/real_checkpoint.py``; 2.15 GB, built once into $QWEN3TTS_REAL_CACHE or /tmp) is
 slow on a CPU, so it has its own entry point::
 
-    python -m benchmarks.batch_sizes --real [--device cpu|cuda:0] [--texts 16] [--frames 8]
+    python -m benchmarks.batch_sizes --real [--device cpu|cuda:0] [--backend stepper|qwen_tts]
+        [--texts 16] [--frames 8] [--sizes 1,4,8,16]
 """
 
 from __future__ import annotations
@@ -35,15 +38,22 @@ def run(
     frames: int = 8,
     sizes: tuple[int, ...] = SIZES,
     device: str = "cpu",
+    backend: str = "stepper",
 ) -> dict[str, Any]:
-    """Seconds for ``texts`` segments at each batch size, and the speed-up over size 1."""
+    """Seconds for ``texts`` segments at each batch size on ``backend``, and the speed-up
+    over the smallest size."""
     pm = plugin_manager()
     segments = [SEGMENTS[i % len(SEGMENTS)] for i in range(texts)]
     folder = Path(tempfile.mkdtemp(prefix="bench-batch-sizes-"))
     generation = GenerationParams(do_sample=False, max_new_tokens=frames + 1, allow_cut=True)
 
     def config(size: int) -> EngineConfig:
-        extra = {"ModelPath": str(model_dir), "Device": device, "BatchSize": size}
+        extra = {
+            "ModelPath": str(model_dir),
+            "Device": device,
+            "Backend": backend,
+            "BatchSize": size,
+        }
         return EngineConfig(provider="qwen3_tts", extra_params=extra)
 
     def once(size: int) -> float:
@@ -72,6 +82,7 @@ def run(
         "model": str(model_dir),
         "device": loaded.device,
         "dtype": loaded.dtype,
+        "backend": loaded.backend,
         "texts": texts,
         "frames": frames,
         "seconds": seconds,
@@ -82,7 +93,7 @@ def run(
 def rows(result: dict[str, Any]) -> list[str]:
     """One line per batch size."""
     return [
-        f"BatchSize {size:>2}: {seconds:7.2f} s for {result['texts']} texts"
+        f"{result['backend']} BatchSize {size:>2}: {seconds:7.2f} s for {result['texts']} texts"
         f"  ({result['speedup'][size]:.2f}x size {min(result['seconds'])})"
         for size, seconds in result["seconds"].items()
     ]
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.batch_sizes")
     parser.add_argument("--real", action="store_true", help="the real-size random 0.6B model")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", default="stepper", choices=("stepper", "qwen_tts"))
     parser.add_argument("--texts", type=int, default=16)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="e.g. 1,4,8,16")
@@ -105,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model_dir = tiny_checkpoint("custom_voice")
     sizes = tuple(int(part) for part in args.sizes.split(","))
-    result = run(model_dir, args.texts, args.frames, sizes, args.device)
+    result = run(model_dir, args.texts, args.frames, sizes, args.device, args.backend)
     print("\n".join(rows(result)), file=sys.stderr)
     print(json.dumps(result, indent=2))
     return 0

@@ -39,8 +39,10 @@ REAL_FRAMES = 48
 DUB_SEGMENTS = 32
 
 
-def request(model_dir: Path, out: Path, text: str = TEXT, **values: Any) -> SynthesisRequest:
-    extra = {"ModelPath": str(model_dir), "Device": "cpu", "Backend": "stepper"}
+def request(
+    model_dir: Path, out: Path, text: str = TEXT, device: str = "cpu", **values: Any
+) -> SynthesisRequest:
+    extra = {"ModelPath": str(model_dir), "Device": device, "Backend": "stepper"}
     return SynthesisRequest(
         config=EngineConfig(provider="qwen3_tts", extra_params=extra),
         text=text,

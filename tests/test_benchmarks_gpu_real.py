@@ -165,10 +165,7 @@ def test_measure_quick_on_cuda():
     import torch
 
     result = gpu_real.measure(quick=True)
-    out = os.environ.get("GPU_CHECK_OUT")
-    if out:
-        with open(os.path.join(out, "gpu_real.json"), "w") as f:
-            json.dump(result, f, indent=2)
+    write_figures("gpu_real.json", result)
     print("\n".join(result["rows"]))
     assert result["card"] == torch.cuda.get_device_name(0)
     configs = {k: v for k, v in result["configs"].items() if "skipped" not in v}
@@ -186,23 +183,58 @@ def test_measure_quick_on_cuda():
     assert result["batch_speedup"] > 1  # one generate call for 8 segments beats eight
 
 
-@pytest.mark.gpu
-def test_batch_size_sweep_on_cuda():
-    """How many texts per generate call pay on this card (what BatchSize=auto should be on
-    CUDA): 16 segments of 12 frames at 1, 4, 8 and 16 per call, on the real-size model."""
-    from benchmarks import batch_sizes
-
-    result = batch_sizes.run(
-        real_checkpoint.real_size_checkpoint(),
-        texts=16,
-        frames=12,
-        sizes=(1, 4, 8, 16),
-        device="cuda:0",
-    )
+def write_figures(name: str, result) -> None:
+    """Keep a figures call's result in $GPU_CHECK_OUT (the device tool brings it back)."""
     out = os.environ.get("GPU_CHECK_OUT")
     if out:
-        with open(os.path.join(out, "batch_sizes.json"), "w") as f:
+        with open(os.path.join(out, name), "w") as f:
             json.dump(result, f, indent=2)
-    print("\n".join(batch_sizes.rows(result)))
-    assert result["device"] == "cuda:0"
-    assert result["speedup"][16] > 1
+
+
+SWEEP = {"stepper": (1, 8, 16, 32), "qwen_tts": (8, 16, 32)}
+"""What decides BatchSize=auto and Backend=auto for batches on CUDA: our loop from one slot to
+32, qwen_tts's static batches at the sizes where they compete (one text a call is measured by
+``test_measure_quick_on_cuda``)."""
+
+
+@pytest.mark.gpu
+def test_batch_size_sweep_on_cuda():
+    """Texts per generate call on this card, each backend named: 32 segments of 12 frames on
+    the real-size model, ``SWEEP``'s sizes."""
+    from benchmarks import batch_sizes
+
+    results = {
+        backend: batch_sizes.run(
+            real_checkpoint.real_size_checkpoint(),
+            texts=32,
+            frames=12,
+            sizes=sizes,
+            device="cuda:0",
+            backend=backend,
+        )
+        for backend, sizes in SWEEP.items()
+    }
+    write_figures("batch_sizes.json", results)
+    for result in results.values():
+        print("\n".join(batch_sizes.rows(result)))
+        assert (result["device"], result["backend"]) == ("cuda:0", result["backend"])
+    assert results["stepper"]["speedup"][16] > 1
+
+
+@pytest.mark.gpu
+def test_first_streamed_chunk_on_cuda(tmp_path):
+    """The stepper streaming one real-size text alone (48 frames, greedy) beside the same
+    request whole: the time to its first chunk, to its end, and the whole request's."""
+    from benchmarks import streaming
+    from hookspecs import plugin_manager
+
+    path = real_checkpoint.real_size_checkpoint()
+    values = {"do_sample": False, "max_new_tokens": streaming.REAL_FRAMES + 1, "allow_cut": True}
+
+    def make(name):
+        return streaming.request(path, tmp_path / f"{name}.wav", device="cuda:0", **values)
+
+    result = streaming.side_by_side(plugin_manager(), make, repeats=2)
+    write_figures("streaming.json", result)
+    print(result)
+    assert result["first_chunk_s"] < result["whole_s"]

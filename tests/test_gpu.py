@@ -41,7 +41,10 @@ def record(**fields):
 
 
 def config_for(path, **extra):
-    return EngineConfig(provider="qwen3_tts", extra_params={"ModelPath": str(path), **extra})
+    """A config for ``path``; Backend=qwen_tts unless given: only the tests about a backend
+    load another (each faster-qwen3-tts load captures graphs and builds 4096 masks)."""
+    params = {"ModelPath": str(path), "Backend": "qwen_tts", **extra}
+    return EngineConfig(provider="qwen3_tts", extra_params=params)
 
 
 @pytest.mark.parametrize("device", ["auto", "cuda:0"])
@@ -85,9 +88,9 @@ def test_cuda_graphs_backend_loads_captures_and_speaks(pm, tiny, tmp_path):
     import numpy as np
     import soundfile as sf
 
-    from qwen3tts_plugin.devices import cuda_graphs_available
+    from qwen3tts_plugin.devices import cuda_graphs_facts
 
-    if not cuda_graphs_available():
+    if not cuda_graphs_facts()["available"]:
         pytest.skip("faster-qwen3-tts 0.3.x not installed (pip install qwen3tts-plugin[fast])")
     config = config_for(tiny["custom_voice"], Device="cuda:0", Backend="cuda_graphs")
     started = time.perf_counter()
@@ -95,6 +98,7 @@ def test_cuda_graphs_backend_loads_captures_and_speaks(pm, tiny, tmp_path):
     load_s = time.perf_counter() - started
     assert (loaded.backend, loaded.codec_dtype) == ("cuda_graphs", "float32")
     out = tmp_path / "graphs.wav"
+    started = time.perf_counter()
     result = pm.hook.tts_synthesize(
         request=SynthesisRequest(
             config=config,
@@ -103,6 +107,7 @@ def test_cuda_graphs_backend_loads_captures_and_speaks(pm, tiny, tmp_path):
             generation=GenerationParams(max_new_tokens=24, seed=1, allow_cut=True),
         )
     )
+    first_call_s = time.perf_counter() - started  # the mask table was built at load
     audio, _ = sf.read(str(out))
     assert result.backend == "cuda_graphs" and np.isfinite(audio).all() and audio.size
     with pytest.raises(TtsError, match="invalid_settings"):  # the graphs cannot honour greedy
@@ -114,25 +119,42 @@ def test_cuda_graphs_backend_loads_captures_and_speaks(pm, tiny, tmp_path):
                 generation=GenerationParams(do_sample=False, max_new_tokens=24, allow_cut=True),
             )
         )
-    record(check="cuda_graphs", load_s=round(load_s, 3), rtf=round(result.rtf, 3))
+    record(
+        check="cuda_graphs",
+        load_s=round(load_s, 3),
+        first_call_s=round(first_call_s, 3),
+        rtf=round(result.rtf, 3),
+    )
 
 
 def test_auto_policy_on_this_card(pm, tiny):
+    """Device, precision and attention detected (loaded with Backend=qwen_tts); the backend
+    auto would choose is decided without loading it."""
     import torch
+
+    from qwen3tts_plugin.devices import acceleration_status, cuda_graphs_facts, decide
+    from qwen3tts_plugin.settings import parse_settings
 
     result = pm.hook.tts_load(config=config_for(tiny["custom_voice"]))
     major, _ = torch.cuda.get_device_capability(0)
     assert result.dtype == ("bfloat16" if major >= 8 else "float16")
+    plan = decide(parse_settings({"ModelPath": str(tiny["custom_voice"])}), acceleration_status())
+    assert plan.backend == ("cuda_graphs" if cuda_graphs_facts()["available"] else "qwen_tts")
     record(
         check="auto_policy",
         dtype=result.dtype,
         attn=result.attn_implementation,
+        auto_backend=plan.backend,
         capability=list(torch.cuda.get_device_capability(0)),
     )
 
 
-@pytest.mark.parametrize("precision", ["auto", "fp16"])
-def test_three_modes_synthesise_on_cuda(pm, tiny, tmp_path, ref_wav, precision):
+@pytest.mark.parametrize(
+    ("backend", "precision"), [("qwen_tts", "auto"), ("qwen_tts", "fp16"), ("stepper", "auto")]
+)
+def test_three_modes_synthesise_on_cuda(pm, tiny, tmp_path, ref_wav, backend, precision):
+    """Every voice mode on the card: qwen_tts's loop in both half precisions, and our loop
+    (its steps captured as CUDA graphs) in the card's own."""
     import numpy as np
     import soundfile as sf
 
@@ -149,7 +171,7 @@ def test_three_modes_synthesise_on_cuda(pm, tiny, tmp_path, ref_wav, precision):
         out = tmp_path / f"{mode}.wav"
         result = pm.hook.tts_synthesize(
             request=SynthesisRequest(
-                config=config_for(path, Device="cuda:0", Precision=precision),
+                config=config_for(path, Device="cuda:0", Precision=precision, Backend=backend),
                 text="Hello world.",
                 out_path=out,
                 voice=voice,
@@ -158,9 +180,11 @@ def test_three_modes_synthesise_on_cuda(pm, tiny, tmp_path, ref_wav, precision):
         )
         audio, _ = sf.read(str(out))
         assert result.device == "cuda:0" and np.isfinite(audio).all() and audio.size
+        assert result.backend == backend
         record(
             check="synthesize",
             mode=mode,
+            backend=backend,
             precision=precision,
             dtype=result.dtype,
             audio_s=round(result.duration_s, 3),
@@ -180,11 +204,12 @@ def test_missing_device_index_fails_without_fallback(pm, engine, tiny):
     record(check="missing_index", device=device, detail=info.value.detail[:200])
 
 
-def test_cpu_on_a_gpu_machine_is_float32_on_cpu(pm, tiny):
-    result = pm.hook.tts_load(
-        config=config_for(tiny["custom_voice"], Device="cpu", Precision="fp16")
-    )
+def test_cpu_on_a_gpu_machine_is_float32_on_cpu_and_refuses_fp16(pm, engine, tiny):
+    result = pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="cpu"))
     assert (result.device, result.dtype) == ("cpu", "float32")
+    with pytest.raises(TtsError, match="invalid_settings"):  # half precision on a CPU: refused
+        pm.hook.tts_load(config=config_for(tiny["custom_voice"], Device="cpu", Precision="fp16"))
+    assert engine.status().device == "cpu"  # the refusal kept the working model
     record(check="cpu_on_gpu_machine", dtype=result.dtype)
 
 
@@ -245,44 +270,25 @@ def test_a_batch_on_cuda_matches_the_texts_run_alone(pm, tiny, tmp_path, precisi
         assert worst <= 1
 
 
-def test_stepper_cuda_graphs_give_the_eager_loops_codes_and_time_both(tiny):
-    """Backend=stepper on CUDA replays its steps as CUDA graphs (``graphs.StaticSteps``):
-    the same greedy codes as its eager loop on the card, 8 texts through 4 slots (rows padded
-    up as they end, slots refilled); records both times."""
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_stepper_cuda_graphs_give_the_eager_loops_codes_and_time_both(dtype):
+    """Backend=stepper on CUDA replays its steps as CUDA graphs (``graphs.StaticSteps``),
+    8 texts through 4 slots (rows padded up as they end, slots refilled, widths growing), on
+    the tiny checkpoint that never ends a text: no text fails and each gets its frames, in
+    both precisions, and the graphs give exactly the codes of the same fixed shapes run
+    eagerly. Against the eager loop (exact shapes, other kernels: sdpa's math kernel without
+    a mask, memory-efficient attention with one) the first differing text and frame is
+    recorded, not asserted. ``loop_check`` runs the same comparison on the CPU in the suite."""
     import torch
+    from loop_check import graphs_against_eager
 
-    from hookspecs import GenerationParams
-    from qwen3tts_plugin.backends import Batch
-    from qwen3tts_plugin.backends.stepper.backend import StepperBackend
-    from qwen3tts_plugin.devices import DevicePlan
-    from qwen3tts_plugin.voices import VoicePlan
+    from qwen3tts_plugin.testing import tiny_checkpoint_without_eos
 
-    plan = DevicePlan.named("cuda:0", "stepper", why="gpu check")
-    graphed = StepperBackend.load(tiny["custom_voice"], plan)
-    eager = StepperBackend(graphed.model, plan)
-    eager.static_steps = False
-    texts = tuple(f"Line {i}: " + "the river bends " * (i + 1) for i in range(8))
-    voice = VoicePlan("custom_voice", "auto", "vivian")
-    batch = Batch(
-        texts, (voice,) * 8, GenerationParams(do_sample=False, max_new_tokens=48), slots=4
-    )
-    try:
-        timings = {}
-        outputs = {}
-        for name, backend in (("graphs", graphed), ("eager", eager)):
-            backend.generate(batch)  # first run: captures (graphs), warms up (eager)
-            torch.cuda.synchronize()
-            started = time.perf_counter()
-            outputs[name] = backend.generate(batch)
-            torch.cuda.synchronize()
-            timings[name] = time.perf_counter() - started
-        assert graphed.stepper(4).static is not None and eager.stepper(4).static is None
-        for a, b in zip(outputs["graphs"], outputs["eager"], strict=True):
-            assert a.shape == b.shape
-            assert abs(a - b).max() <= 1e-4
-        record(check="stepper_cuda_graphs", **{f"{k}_s": round(v, 3) for k, v in timings.items()})
-    finally:
-        graphed.release()
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("card has no bf16")
+    figures = graphs_against_eager(tiny_checkpoint_without_eos("custom_voice"), "cuda:0", dtype)
+    record(check="stepper_cuda_graphs", **figures)
+    assert figures["graphs_vs_fixed"] is None, figures["graphs_vs_fixed"]
 
 
 def test_a_streamed_preview_on_cuda_is_the_files_audio_and_comes_early(pm, tiny, tmp_path):

@@ -71,14 +71,24 @@ def script(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_dub(tiny, script, tmp_path_factory):
-    """The script dubbed by the installed engine in this process: the reference."""
+    """The script dubbed by the installed engine in this process: the reference. With one
+    torch thread, as each replica has (one CPU each): the codec's float32 sums round
+    differently with another thread count (6e-8, measured), which can move a 16-bit sample
+    by one step."""
+    import torch
+
     out_dir = tmp_path_factory.mktemp("local")
     pm = hookspecs.plugin_manager()
     config = EngineConfig(
         provider="qwen3_tts",
         extra_params={"ModelPath": str(tiny["custom_voice"]), "Device": "cpu"},
     )
-    report = dubbing.dub(pm, config, read_script(script), out_dir, generation(), batch_size=8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = dubbing.dub(pm, config, read_script(script), out_dir, generation(), batch_size=8)
+    finally:
+        torch.set_num_threads(threads)
     assert report.ok == len(LINES)
     return out_dir
 

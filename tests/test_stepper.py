@@ -19,7 +19,7 @@ from hookspecs import EngineConfig, GenerationParams, SynthesisRequest, Voice
 from qwen3tts_plugin.backends import Batch
 from qwen3tts_plugin.backends.qwen_tts.calls import generate as qwen_tts_generate
 from qwen3tts_plugin.backends.stepper.backend import StepperBackend
-from qwen3tts_plugin.backends.stepper.codec import CodecDecoder
+from qwen3tts_plugin.backends.stepper.codec import CodecDecoder, RowAudio
 from qwen3tts_plugin.backends.stepper.loop import Row
 from qwen3tts_plugin.backends.stepper.prompts import build_prompts
 from qwen3tts_plugin.devices import DevicePlan
@@ -344,7 +344,7 @@ def test_eager_attention_gives_qwen_tts_codes_too(tiny):
     backend = StepperBackend.load(tiny["custom_voice"], plan)
     try:
         voice = VoicePlan("custom_voice", "auto", "vivian")
-        assert not backend.stepper(3).direct_predictor
+        assert not backend.stepper(3).layers.direct_predictor
         expected = reference(backend, TEXTS, voice, GREEDY)
         assert_same(stepped(backend, TEXTS, voice, GREEDY, slots=3), expected)
     finally:
@@ -454,3 +454,199 @@ def test_a_codec_laid_out_otherwise_keeps_its_own_modules(backends):
     assert codec_layers.supports(codec.model.decoder.decoder)
     assert not codec_layers.supports(torch.nn.ModuleList([torch.nn.Linear(2, 2)] * 4))
     assert not codec_layers.supports(codec.model.decoder.upsample)
+
+
+def test_width_buckets_grow_by_halves_and_powers_of_two():
+    from qwen3tts_plugin.backends.stepper.graphs import width_bucket
+
+    assert [width_bucket(n) for n in (1, 64, 65, 96, 97, 128, 129, 193, 257, 385, 2049)] == [
+        64,
+        64,
+        96,
+        96,
+        128,
+        128,
+        192,
+        256,
+        384,
+        512,
+        3072,
+    ]
+    assert all(n <= width_bucket(n) <= max(64, n * 3 // 2 + 1) for n in range(1, 5000))
+
+
+def test_fixed_shape_steps_attend_over_the_rows_lengths_not_the_caches_capacity(tiny):
+    """The talker's fixed-shape step attends over the longest row's length rounded up to a
+    width bucket, not over the slot cache's whole capacity: texts that never end (the
+    never-ending tiny checkpoint) grow through several widths, each with its own budget, so
+    rows end one by one and the next text joins short beside long ones (3 slots, 5 texts),
+    and every code is the eager loop's, greedy and seeded."""
+    from qwen3tts_plugin.testing import tiny_checkpoint_without_eos
+
+    eager = StepperBackend.load(tiny_checkpoint_without_eos("custom_voice"), PLAN)
+    eager.static_steps = False
+    static = StepperBackend(eager.model, PLAN)
+    static.static_steps = True
+    voice = VoicePlan("custom_voice", "auto", "vivian")
+    texts = tuple(TEXTS[:5])
+    budgets = (150, 40, 90, 120, 60)
+    try:
+        for values in (
+            {"do_sample": False},
+            {"do_sample": True, "seed": 5, "temperature": 1.2},
+        ):
+            each = tuple(GenerationParams(max_new_tokens=n, **values) for n in budgets)
+            batch = Batch(texts, (voice,) * len(texts), each[0], each=each, slots=3)
+            expected = spying(eager, lambda b=batch: eager.generate(b))
+            assert [len(w) // 1920 for w in expected.waveforms] == [n - 1 for n in budgets]
+            assert_same(spying(static, lambda b=batch: static.generate(b)), expected)
+        loop = static.stepper(3)
+        widths = sorted({width for _, width in loop.static.shapes()})
+        assert widths == [64, 96, 128, 192], widths
+        assert widths[0] < loop.cache.capacity  # the first steps attended over a quarter of it
+        assert {rows for rows, _ in loop.static.shapes()} == {1, 2, 3}
+    finally:
+        eager.release()
+
+
+def test_a_replaced_loop_and_its_steps_are_freed_at_once(backends, monkeypatch):
+    """A larger BatchSize replaces the loop: the old one, its fixed-shape steps and its slot
+    cache are gone before the device's cache is emptied, without waiting for a garbage
+    collection (none runs here). On CUDA its graphs' memory pool would go with them; no GPU
+    here, so the plan says cuda:0 over the CPU model and emptying the cache is recorded."""
+    import gc
+    import weakref
+
+    from qwen3tts_plugin.backends.stepper import backend as backend_module
+
+    shared = next(iter(backends.values()))
+    backend = StepperBackend(shared.model, DevicePlan.named("cuda:0", "stepper", why="test"))
+    backend.static_steps = True
+    voice = VoicePlan("custom_voice", "auto", "vivian")
+    emptied = []
+    gc.collect()
+    gc.disable()
+    try:
+        backend.generate(Batch(tuple(TEXTS[:2]), (voice,) * 2, GREEDY, slots=2))
+        small = backend.stepper(2)
+        assert small.static.shapes()  # replays made, each holding a closure over its steps
+        refs = [weakref.ref(x) for x in (small, small.static, small.cache.keys[0])]
+        del small
+        monkeypatch.setattr(
+            backend_module, "free_device_memory", lambda: emptied.append([r() for r in refs])
+        )
+        assert backend.stepper(4).slots == 4
+    finally:
+        gc.enable()
+    assert emptied == [[None, None, None]]
+
+
+def test_the_codec_decodes_holding_the_capture_lock_on_cuda(backends):
+    """Every codec decode holds the backend's capture lock where graphs are captured (CUDA):
+    a stream consumer's decode on another thread cannot run during a capture. The CPU
+    captures nothing, so its decodes take no lock. (No GPU here: the CUDA plan is over the
+    CPU model, and the lock records when it is held.)"""
+    shared = next(iter(backends.values()))
+    events = []
+
+    class RecordingLock:
+        def __enter__(self):
+            events.append("locked")
+
+        def __exit__(self, *exc):
+            events.append("unlocked")
+
+    cuda = StepperBackend(shared.model, DevicePlan.named("cuda:0", "stepper", why="test"))
+    assert cuda.codec().lock is cuda.capture_lock
+    assert StepperBackend(shared.model, PLAN).codec().lock is not cuda.capture_lock
+    decoder = CodecDecoder(shared.model.model.speech_tokenizer, lock=RecordingLock())
+    forward = decoder._chunked
+    decoder._chunked = lambda codes: events.append("decode") or forward(codes)
+    decoder.decode(torch.zeros((3, 16), dtype=torch.long))
+    assert events == ["locked", "decode", "unlocked"]
+    events.clear()  # a streamed window: its frames stacked on the device under the lock too
+    frames = [torch.zeros(16, dtype=torch.long)] * 6
+    RowAudio(decoder, None).window(frames, 2, 6)
+    assert events == ["locked", "locked", "decode", "unlocked", "unlocked"]
+
+
+def test_graphs_are_captured_on_the_loops_device_into_one_pool_under_the_lock(monkeypatch):
+    """``GraphCapture`` with torch.cuda's stream, graph and device calls replaced by
+    recorders (the one mock here: there is no GPU): warm-up and capture run with the loop's
+    device current (cuda:1, not the current cuda:0), on a stream made on that device, with
+    the lock held; every graph goes into the same pool, and replays run on that device too."""
+    import contextlib
+    import threading
+
+    from qwen3tts_plugin.backends.stepper.graphs import GraphCapture, Replay
+
+    lock = threading.Lock()
+    state = {"device": 0}
+    events = []
+
+    @contextlib.contextmanager
+    def device(which):
+        before, state["device"] = state["device"], torch.device(which).index
+        try:
+            yield
+        finally:
+            state["device"] = before
+
+    class Stream:
+        def __init__(self):
+            self.device = state["device"]
+
+        def wait_stream(self, other):
+            pass
+
+    class Graph:
+        def replay(self):
+            events.append(("replay", state["device"]))
+
+    @contextlib.contextmanager
+    def graph(g, pool=None, stream=None, capture_error_mode=None):
+        on = (stream.device, state["device"])  # the capture stream's device, the current one
+        events.append(("capture", on, pool, lock.locked(), capture_error_mode))
+        yield
+
+    pools = iter(["pool-a", "pool-b"])
+    fakes = {
+        "device": device,
+        "Stream": Stream,
+        "stream": lambda s: contextlib.nullcontext(),
+        "current_stream": Stream,
+        "CUDAGraph": Graph,
+        "graph": graph,
+        "graph_pool_handle": lambda: next(pools),
+    }
+    for name, fake in fakes.items():
+        monkeypatch.setattr(torch.cuda, name, fake)
+
+    def function():
+        events.append(("run", state["device"], lock.locked()))
+        return "outputs"
+
+    capture = GraphCapture(torch.device("cuda:1"), lock)
+    replays = [Replay(function, capture), Replay(function, capture)]
+    assert [replay() for replay in replays] == ["outputs", "outputs"]
+    warm = ("run", 1, True)
+    caught = ("capture", (1, 1), "pool-a", True, "thread_local")
+    assert events == [warm, warm, caught, warm] * 2 + [("replay", 1)] * 2
+    assert not lock.locked() and capture.captured == 2
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_gpu_checks_comparison_of_graphs_and_eager_steps_runs_here(dtype):
+    """``loop_check.graphs_against_eager``, which the GPU check runs on the card, run here on
+    the CPU (the fixed-shape steps eagerly): every text's frames, and in float32 the eager
+    loop's codes exactly."""
+    from loop_check import graphs_against_eager
+
+    from qwen3tts_plugin.testing import tiny_checkpoint_without_eos
+
+    figures = graphs_against_eager(tiny_checkpoint_without_eos("custom_voice"), "cpu", dtype)
+    assert (figures["device"], figures["dtype"]) == ("cpu", dtype)
+    assert {rows for rows, _ in figures["shapes"]} == {1, 2, 4}  # slots refilled, then padded
+    assert figures["graphs_vs_fixed"] is None  # here both run eagerly: the check's own check
+    if dtype == "float32":
+        assert figures["graphs_vs_eager"] is None

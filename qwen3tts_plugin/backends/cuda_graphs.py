@@ -123,6 +123,7 @@ class CudaGraphsBackend:
                 verify_placement(fast.model, plan)
                 set_pad_token(fast.model)
                 fast.warmup(prefill_len=WARMUP_PREFILL)  # the graph capture
+                prime_mask_table(fast, plan.device)
         except TtsError as err:
             error: TtsError = forget_locals(err)  # type: ignore[assignment]
         except Exception as exc:  # noqa: BLE001 - loading or capture failed on the device
@@ -224,6 +225,21 @@ class CudaGraphsBackend:
         _clear_graphs(fast)
         fast = None  # the last reference: the weights and the graphs' pools can go
         free_device_memory()
+
+
+def prime_mask_table(fast: Any, device: str) -> None:
+    """Build the talker graph's mask table for one unpadded text now, at load, instead of in
+    the first request: faster-qwen3-tts 0.3.2 builds one mask per static-cache position
+    (``MAX_SEQ_LEN`` calls to transformers' mask builder) at capture for no padding key, and
+    again on the first generate, whose key is the text's pad count (0 for one text)."""
+    import torch
+
+    prime = getattr(fast.talker_graph, "set_generation_state", None)
+    if prime is None:  # a 0.3.x without the per-key table: nothing to build ahead
+        return
+    one_text = torch.ones((1, 1), dtype=torch.long, device=device)
+    with torch.inference_mode():  # the graph's mask buffer is an inference tensor
+        prime(one_text, None)
 
 
 def _clear_graphs(fast: Any) -> None:

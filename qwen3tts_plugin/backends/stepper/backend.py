@@ -10,13 +10,16 @@ compare codes). Imported only when a model is loaded (it imports torch).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from hookspecs import TtsError
 
+from ..device import free_device_memory
 from ..failures import forget_locals, synthesis_error
 from ..qwen_tts.backend import QwenTtsBackend
 from ..qwen_tts.calls import sampling_kwargs
@@ -41,25 +44,48 @@ class StepperBackend(QwenTtsBackend):
         super().__init__(model, plan)
         self._stepper: Stepper | None = None
         self.static_steps: bool | None = None
-        """Fixed-shape steps (CUDA graphs on CUDA): None decides by device (``Stepper``)."""
+        """Fixed-shape steps: None decides by device (``Stepper``)."""
+        self.capture_graphs: bool | None = None
+        """Fixed-shape steps captured as CUDA graphs: None on CUDA (``Stepper``)."""
         self._codec: CodecDecoder | None = None
+        self.capture_lock = threading.RLock()
+        """Held by a graph capture and, on CUDA, by every codec decode and the GPU work of a
+        streamed window (the loop's and the stream consumers'): a decode on another thread
+        must not run during a capture."""
 
     def stepper(self, slots: int) -> Stepper:
-        """The loop, with at least ``slots`` slots (kept between calls, with its cache)."""
+        """The loop, with at least ``slots`` slots (kept between calls, with its cache). A
+        smaller one it replaces is closed first: its graphs and caches freed at once."""
         if self._stepper is None or self._stepper.slots < slots:
+            if self._close_stepper() and self.plan.is_cuda:
+                free_device_memory()  # its graphs' pool back before the larger one allocates
             self._stepper = Stepper(
-                self.model.model, slots, self.plan.attn_implementation, self.static_steps
+                self.model.model,
+                slots,
+                self.plan.attn_implementation,
+                self.static_steps,
+                self.capture_lock,
+                self.capture_graphs,
             )
         return self._stepper
+
+    def _close_stepper(self) -> bool:
+        """Close the loop and drop it (its last reference); whether there was one."""
+        old, self._stepper = self._stepper, None
+        if old is None:
+            return False
+        old.close()
+        return True
 
     def codec(self) -> CodecDecoder:
         """The codec's decode (its masks kept between calls)."""
         if self._codec is None:
-            self._codec = CodecDecoder(self.model.model.speech_tokenizer)
+            lock = self.capture_lock if self.plan.is_cuda else None  # no capture elsewhere
+            self._codec = CodecDecoder(self.model.model.speech_tokenizer, lock=lock)
         return self._codec
 
     def release(self) -> None:
-        self._stepper = None
+        self._close_stepper()
         self._codec = None
         super().release()
 
@@ -69,15 +95,23 @@ class StepperBackend(QwenTtsBackend):
         through ``batch.settle`` or dropped (``batch.withdrawn``) is None. ``synthesis_failed``
         for the call when the model itself fails."""
         try:
-            return self._generate(batch)
+            return self._generate(batch, self.decode)
         except TtsError:
             raise
         except Exception as exc:  # noqa: BLE001 - anything torch raises in the loop is reported
             raise synthesis_error(exc) from forget_locals(exc)
 
+    def codes(self, batch: Batch) -> list[torch.Tensor | TtsError | None]:
+        """Each text's codes [F, 16] as the loop made them (what the codec would decode), in
+        order, on the CPU; a text that failed alone is its ``TtsError``, one that made no
+        frame None. For checks that compare loops code for code (the GPU check: captured
+        graphs against eager steps)."""
+        return self._generate(batch, lambda row: row.codes().cpu() if row.frames else None)
+
     @torch.inference_mode()
-    def _generate(self, batch: Batch) -> list[np.ndarray | TtsError | None]:
-        results: list[np.ndarray | TtsError | None] = []
+    def _generate(self, batch: Batch, outcome: Callable[[Row], Any]) -> list[Any]:
+        """Run ``batch`` through the loop; ``outcome(row)`` of each row that ends."""
+        results: list[Any] = []
 
         def rows_for(part: Batch) -> list[Row]:
             prompts = build_prompts(self.model, list(part.texts), list(part.voices))
@@ -93,7 +127,7 @@ class StepperBackend(QwenTtsBackend):
             return rows
 
         def finished(row: Row) -> None:
-            result = row.error if row.error is not None else self.decode(row)
+            result = row.error if row.error is not None else outcome(row)
             row.frames = []
             if batch.settle is not None:
                 batch.settle(row.index, result)  # handed over now; nothing kept for the end

@@ -13,7 +13,9 @@ rounding, a test compares).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
@@ -51,10 +53,17 @@ def pad_to_bucket(codes: torch.Tensor) -> torch.Tensor:
 class CodecDecoder:
     """Decodes one row's codes [F, 16] (``-1`` rows: padding) to float32 samples."""
 
-    def __init__(self, speech_tokenizer, own_layers: bool | None = None) -> None:
+    def __init__(
+        self,
+        speech_tokenizer,
+        own_layers: bool | None = None,
+        lock: AbstractContextManager | None = None,
+    ) -> None:
         """``speech_tokenizer`` is qwen_tts's ``Qwen3TTSTokenizer`` (12 Hz); ``own_layers``
         runs the convolution stack through ``codec_layers`` (None: on the CPU, where it was
-        measured; False: qwen_tts's modules, bit for bit, as before issue 23)."""
+        measured; False: qwen_tts's modules, bit for bit, as before issue 23). ``lock`` is
+        held through each decode (the stepper's graph captures hold it on CUDA)."""
+        self.lock = lock if lock is not None else contextlib.nullcontext()
         self.model = speech_tokenizer.model
         self.device = speech_tokenizer.device
         self.decoder = self.model.decoder
@@ -68,11 +77,12 @@ class CodecDecoder:
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """The row's samples: its non-padding frames' worth, as ``speech_tokenizer.decode``."""
-        codes = codes.to(self.device)[None]  # [1, F, 16]
-        length = int((codes[..., 0] > -1).sum()) * self.upsample
-        codes = torch.clamp(codes, min=0).transpose(1, 2)
-        wav = self._chunked(codes).squeeze(1)[0, :length]
-        return wav.to(torch.float32).cpu().numpy()
+        with self.lock:
+            codes = codes.to(self.device)[None]  # [1, F, 16]
+            length = int((codes[..., 0] > -1).sum()) * self.upsample
+            codes = torch.clamp(codes, min=0).transpose(1, 2)
+            wav = self._chunked(codes).squeeze(1)[0, :length]
+            return wav.to(torch.float32).cpu().numpy()
 
     def _chunked(self, codes: torch.Tensor) -> torch.Tensor:
         """qwen_tts's ``chunked_decode``: chunks of ``CHUNK_FRAMES`` with left context."""
@@ -149,7 +159,12 @@ class RowAudio:
     def window(self, frames: Sequence[torch.Tensor], start: int, end: int) -> np.ndarray:
         """The samples of ``frames[start:end]``, decoded after up to ``LEFT_CONTEXT`` frames
         before them (the reference's last codes where the row has fewer), as qwen_tts
-        decodes a long row's later chunks."""
+        decodes a long row's later chunks. The window's device work holds the codec's lock
+        (re-entrant: the decode takes it again)."""
+        with self.codec.lock:
+            return self._window(frames, start, end)
+
+    def _window(self, frames: Sequence[torch.Tensor], start: int, end: int) -> np.ndarray:
         context = list(frames[max(0, start - LEFT_CONTEXT) : start])
         own = torch.stack(list(frames[start:end]))
         parts = [own]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -28,15 +29,11 @@ from transformers.cache_utils import DynamicCache
 from hookspecs import TtsError
 
 from .. import FrameSink
-from .graphs import StaticSteps
+from .graphs import GraphCapture, StaticSteps
+from .layers import StepLayers
 from .prompts import RowPrompt
 from .sampling import RowSampler, TalkerRules, choose
-from .slots import FrameCache, SlotCache
-
-
-def head_dim_of(config) -> int:
-    """A transformer config's attention head width (given, or hidden size over heads)."""
-    return getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
+from .slots import SlotCache
 
 
 @dataclass(eq=False)
@@ -83,49 +80,49 @@ class Stepper:
         slots: int,
         attn_implementation: str = "sdpa",
         static: bool | None = None,
+        capture_lock: AbstractContextManager | None = None,
+        capture: bool | None = None,
     ) -> None:
         """``model`` is qwen_tts's ``Qwen3TTSForConditionalGeneration`` (the wrapper's
         ``.model``), loaded with ``attn_implementation``. ``static``: run each step with
-        fixed shapes (``graphs.StaticSteps``), captured as CUDA graphs on CUDA; None: on
-        CUDA with sdpa attention, not elsewhere."""
+        fixed shapes (``graphs.StaticSteps``); None: on CUDA with sdpa attention, not
+        elsewhere. ``capture``: capture the fixed-shape steps as CUDA graphs (None: on CUDA;
+        False runs the same shapes eagerly, what the GPU check compares the graphs with).
+        ``capture_lock``: held while a graph is captured (every codec decode of the model
+        holds it too)."""
         self.talker = model.talker
         self.slots = slots
-        predictor_config = self.talker.code_predictor.model.config
-        # sdpa makes the predictor's causal prefill itself (no mask, as transformers passes
-        # it then); eager and sliding-window layers need the model's own mask building
-        self.direct_predictor = attn_implementation == "sdpa" and all(
-            kind == "full_attention" for kind in predictor_config.layer_types
-        )
+        self.layers = StepLayers(self.talker, slots, attn_implementation)
         config = model.config.talker_config
         self.eos_id = config.codec_eos_token_id
         self.groups = config.num_code_groups
         self.rules = TalkerRules(self.eos_id, config.vocab_size, self.talker.device)
-        text = self.talker.model
-        self.cache = SlotCache(
-            layers=len(text.layers),
-            slots=slots,
-            kv_heads=config.num_key_value_heads,
-            head_dim=head_dim_of(config),
-            dtype=self.talker.dtype,
-            device=self.talker.device,
-        )
-        self.frame_cache = None
-        if self.direct_predictor:
-            self.frame_cache = FrameCache(
-                layers=predictor_config.num_hidden_layers,
-                slots=slots,
-                kv_heads=predictor_config.num_key_value_heads,
-                head_dim=head_dim_of(predictor_config),
-                positions=self.groups + 1,
-                dtype=self.talker.dtype,
-                device=self.talker.device,
-            )
+        direct = self.layers.direct_predictor
         on_cuda = self.talker.device.type == "cuda"
         if static is None:
-            static = on_cuda and self.direct_predictor
-        if static and not self.direct_predictor:
+            static = on_cuda and direct
+        if static and not direct:
             raise ValueError("fixed-shape steps need sdpa attention and full-attention layers")
-        self.static = StaticSteps(self, capture=on_cuda) if static else None
+        self.static: StaticSteps | None = None
+        if static:
+            if capture is None:
+                capture = on_cuda
+            if capture and not on_cuda:
+                raise ValueError("CUDA graphs need a model on a CUDA device")
+            graphs = GraphCapture(self.talker.device, capture_lock) if capture else None
+            self.static = StaticSteps(self.layers, graphs)
+
+    @property
+    def cache(self) -> SlotCache:
+        """The talker's key/value slots."""
+        return self.layers.cache
+
+    def close(self) -> None:
+        """Drop the captured graphs and the caches now (a replaced or released loop)."""
+        if self.static is not None:
+            self.static.close()
+        self.static = None
+        self.layers = None
 
     @torch.inference_mode()
     def run(
@@ -305,13 +302,14 @@ class Stepper:
         """The code predictor's codes 1..15 for every row [n, groups - 1], batched; each row
         samples its own."""
         predictor = self.talker.code_predictor
-        dynamic = DynamicCache() if self.frame_cache is None else None
+        frame_cache = self.layers.frame_cache
+        dynamic = DynamicCache() if frame_cache is None else None
         embeds = predictor.small_to_mtp_projection(inputs)
         chosen = []
         start = 0
         for group in range(self.groups - 1):
-            cache = dynamic if dynamic is not None else self.frame_cache.at(len(active), start)
-            hidden = self.predictor_hidden(embeds, cache, start)
+            cache = dynamic if dynamic is not None else frame_cache.at(len(active), start)
+            hidden = self.layers.predictor_hidden(embeds, cache, start)
             start += embeds.shape[1]
             logits = predictor.lm_head[group](hidden)[:, -1, :].float()
             codes = choose([row.sampler for row in active], logits, talker=False)
@@ -331,52 +329,10 @@ class Stepper:
             chosen.append(given)
         return torch.stack(chosen, dim=1)
 
-    def predictor_hidden(
-        self, embeds: torch.Tensor, cache: FrameCache | DynamicCache, start: int
-    ) -> torch.Tensor:
-        """The code predictor's normed hidden states for ``embeds`` at positions ``start``..."""
-        model = self.talker.code_predictor.model
-        if not self.direct_predictor:
-            out = model(inputs_embeds=embeds, past_key_values=cache, use_cache=True)
-            return out.last_hidden_state
-        positions = torch.arange(start, start + embeds.shape[1], device=embeds.device)[None]
-        position_embeddings = model.rotary_emb(embeds, positions)
-        hidden = embeds
-        for layer in model.layers[: model.config.num_hidden_layers]:
-            hidden = layer(
-                hidden,
-                attention_mask=None,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                cache_position=positions[0],
-                position_embeddings=position_embeddings,
-            )[0]
-        return model.norm(hidden)
-
     def _talker_step(self, inputs: torch.Tensor) -> torch.Tensor:
         """One token per row through the talker's layers, each at its own position against its
         own cache; the normed hidden states [n, 1, D]."""
         mask = self.cache.begin_step()
-        hidden = self.talker_layers(inputs, mask)
+        hidden = self.layers.talker_layers(inputs, mask)
         self.cache.end_step()
         return hidden
-
-    def talker_layers(self, inputs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """``inputs`` [n, 1, D] through the talker's layers and norm, at the positions of the
-        step the slot cache has begun."""
-        model = self.talker.model
-        cache = self.cache
-        positions = cache.positions().view(1, -1, 1).expand(3, -1, -1)
-        position_embeddings = model.rotary_emb(inputs, positions)
-        hidden = inputs
-        for layer in model.layers:
-            hidden = layer(
-                hidden,
-                attention_mask=mask,
-                position_ids=positions[0],
-                past_key_values=cache,
-                use_cache=True,
-                position_embeddings=position_embeddings,
-            )[0]
-        return model.norm(hidden)

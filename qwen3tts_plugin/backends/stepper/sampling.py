@@ -127,13 +127,18 @@ def choose(samplers: Sequence[RowSampler], scores: torch.Tensor, talker: bool) -
         groups[sampler.talker if talker else sampler.predictor].append(index)
     none = torch.empty((len(samplers), 0), dtype=torch.long, device=scores.device)
     for sampling, rows in groups.items():
-        warped = warpers(sampling)(none[rows], scores[rows])
+        # every row in one group (the usual case) is a slice: indexing with a list copies the
+        # indices to the device, which on a GPU waits for the queued work, 15 times a frame
+        pick = slice(None) if len(rows) == len(samplers) else rows
+        warped = warpers(sampling)(none[pick], scores[pick])
         if not sampling.do_sample:
-            chosen[rows] = torch.argmax(warped, dim=-1)
+            chosen[pick] = torch.argmax(warped, dim=-1)
             continue
         probs = torch.nn.functional.softmax(warped, dim=-1)
         plain = [k for k, row in enumerate(rows) if samplers[row].generator is None]
-        if plain:
+        if len(plain) == len(samplers):
+            chosen[:] = torch.multinomial(probs, num_samples=1).squeeze(1)
+        elif plain:
             draws = torch.multinomial(probs[plain], num_samples=1).squeeze(1)
             chosen[[rows[k] for k in plain]] = draws
         for k, row in enumerate(rows):

@@ -114,16 +114,19 @@ class SlotCache:
             return None
         return self.step_mask()
 
-    def begin_static_step(self, size: int) -> None:
+    def begin_static_step(self, size: int, width: int) -> None:
         """Prepare one fixed-shape decode step of ``size`` rows (``rows`` in use, the rest
-        free slots at position 0): attention over the whole capacity, positions in a buffer
-        that stays put (``step_mask`` reads it), so the step can be captured once."""
+        free slots at position 0) attending over the first ``width`` positions (at least the
+        longest row's new one): positions in a buffer that stays put (``step_mask`` reads
+        it), so the step can be captured once per (size, width)."""
         lengths = self.lengths[: self.rows]
-        self.ensure(max(lengths) + 1)
+        if width <= max(lengths):
+            raise ValueError(f"width {width} does not reach position {max(lengths)}")
+        self.ensure(width)
         padded = lengths + [0] * (size - len(lengths))
         self._static_positions[:size].copy_(torch.tensor(padded), non_blocking=True)
         self._positions = self._static_positions[:size]
-        self._width = self.capacity
+        self._width = width
         self.rows = size
 
     def step_mask(self) -> torch.Tensor:
