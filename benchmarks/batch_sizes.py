@@ -40,8 +40,8 @@ def run(
     device: str = "cpu",
     backend: str = "stepper",
 ) -> dict[str, Any]:
-    """Seconds for ``texts`` segments at each batch size on ``backend``, and the speed-up
-    over the smallest size."""
+    """Seconds for ``texts`` segments at each batch size on ``backend``, the speed-up over
+    the smallest size, and the audio spoken per wall second (real time: 1)."""
     pm = plugin_manager()
     segments = [SEGMENTS[i % len(SEGMENTS)] for i in range(texts)]
     folder = Path(tempfile.mkdtemp(prefix="bench-batch-sizes-"))
@@ -56,7 +56,8 @@ def run(
         }
         return EngineConfig(provider="qwen3_tts", extra_params=extra)
 
-    def once(size: int) -> float:
+    def once(size: int) -> tuple[float, float]:
+        """Seconds for the segments at ``size``, and the seconds of audio they made."""
         requests = [
             SynthesisRequest(
                 config=config(size), text=text, out_path=folder / f"{i}.wav", generation=generation
@@ -69,14 +70,15 @@ def run(
         failed = [item.error for item in items if item.error is not None]
         if failed:
             raise RuntimeError(f"{len(failed)} segments failed: {failed[0]}")
-        return seconds
+        return seconds, sum(item.result.duration_s for item in items)
 
     try:
         loaded = pm.hook.tts_load(config=config(1))
         once(max(sizes))  # warm-up
-        seconds = {size: once(size) for size in sizes}
+        timed = {size: once(size) for size in sizes}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    seconds = {size: wall for size, (wall, _) in timed.items()}
     base = seconds[min(sizes)]
     return {
         "model": str(model_dir),
@@ -87,6 +89,7 @@ def run(
         "frames": frames,
         "seconds": seconds,
         "speedup": {size: base / s for size, s in seconds.items()},
+        "realtime": {size: audio / wall for size, (wall, audio) in timed.items()},
     }
 
 
@@ -94,7 +97,8 @@ def rows(result: dict[str, Any]) -> list[str]:
     """One line per batch size."""
     return [
         f"{result['backend']} BatchSize {size:>2}: {seconds:7.2f} s for {result['texts']} texts"
-        f"  ({result['speedup'][size]:.2f}x size {min(result['seconds'])})"
+        f"  ({result['speedup'][size]:.2f}x size {min(result['seconds'])};"
+        f" {result['realtime'][size]:.2f}x real time)"
         for size, seconds in result["seconds"].items()
     ]
 
