@@ -11,7 +11,6 @@ cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/gpu_check.sh OUTDIR}
 source scripts/gpu_env.sh
 gpu_begin "$out" check
-export GPU_CHECK_OUT=$gpu_out
 
 gpu_install
 gpu_step imports "$python" scripts/gpu_imports.py \

@@ -21,11 +21,13 @@ gpu_log=
 gpu_steps=()
 gpu_started=$(date +%s.%N)
 
-# gpu_begin OUTDIR NAME: start a call's log and steps.json in OUTDIR (emptied of both).
+# gpu_begin OUTDIR NAME: start a call's log and steps.json in OUTDIR (emptied of both); the
+# tests write their figures there too (GPU_CHECK_OUT).
 gpu_begin() {
     gpu_out=$1
     mkdir -p "$gpu_out" || { echo "verdict: FAIL (setup: cannot create $gpu_out)"; exit 1; }
     gpu_out=$(cd "$gpu_out" && pwd)
+    export GPU_CHECK_OUT=$gpu_out
     gpu_log=$gpu_out/$2.log
     : > "$gpu_log"
     gpu_steps=()

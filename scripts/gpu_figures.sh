@@ -10,7 +10,6 @@ cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/gpu_figures.sh OUTDIR}
 source scripts/gpu_env.sh
 gpu_begin "$out" figures
-export GPU_CHECK_OUT=$gpu_out
 
 gpu_install
 gpu_step probe "$python" -c '

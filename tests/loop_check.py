@@ -76,6 +76,7 @@ def graphs_against_eager(path: Path, device: str, dtype: str) -> dict[str, Any]:
             **{f"{name}_s": round(value, 3) for name, value in seconds.items()},
             "frames": sum(BUDGETS) - len(BUDGETS),
             "shapes": static.stepper(SLOTS).static.shapes(),
+            "captures": getattr(static.stepper(SLOTS).static.capture, "captured", 0),
             "graphs_vs_fixed": first_difference(codes["graphs"], codes["fixed"]),
             "graphs_vs_eager": first_difference(codes["graphs"], codes["eager"]),
         }

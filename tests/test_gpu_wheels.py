@@ -66,10 +66,8 @@ def norm(name: str) -> str:
 
 
 def carried_list(text: str) -> list[tuple[str, str]]:
-    """(name, version) of each NAME==VERSION in the script's WHEELS block (the whole script when
-    it has none, as before the block existed)."""
-    if "# BEGIN WHEELS" in text:
-        text = text[text.index("# BEGIN WHEELS") : text.index("# END WHEELS")]
+    """(name, version) of each NAME==VERSION in the script's WHEELS block."""
+    text = text[text.index("# BEGIN WHEELS") : text.index("# END WHEELS")]
     return [
         (norm(name), version)
         for name, version in re.findall(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s)#]+)", text)

@@ -137,6 +137,13 @@ class Replay:
         self.function = None
 
 
+def _drop(replays: dict) -> None:
+    """Close and forget every replay in ``replays``."""
+    for replay in replays.values():
+        replay.close()
+    replays.clear()
+
+
 class StaticSteps:
     """The fixed-shape step over one loop's layers: its static buffers and replays per shape."""
 
@@ -167,10 +174,8 @@ class StaticSteps:
 
     def close(self) -> None:
         """Drop every replay (the graphs and their memory go now, not at a later collection)."""
-        for replay in (*self._talker.values(), *self._predictor.values()):
-            replay.close()
-        self._talker.clear()
-        self._predictor.clear()
+        for replays in (self._talker, self._predictor):
+            _drop(replays)
 
     # --- the talker ---------------------------------------------------------------------------
 
@@ -184,9 +189,7 @@ class StaticSteps:
         cache.begin_static_step(size, width)
         self.talker_inputs[:rows].copy_(inputs)
         if self._generation != cache.generation:  # the cache grew: graphs over old buffers
-            for replay in self._talker.values():
-                replay.close()
-            self._talker.clear()
+            _drop(self._talker)
             self._generation = cache.generation
         key = (size, width)
         if key not in self._talker:
