@@ -415,6 +415,7 @@ def _synthesize(
                 "device": result.device,
                 "dtype": result.dtype,
                 "codec_dtype": result.codec_dtype,
+                "quantization": result.quantization,
                 "synth_s": round(result.synth_s, 3),
                 "batch_size": result.batch_size,
                 "pieces": result.pieces,

@@ -449,6 +449,7 @@ class PreviewStream:
                     "X-TTS-Device": status.device or "",
                     "X-TTS-Dtype": status.dtype or "",
                     "X-TTS-Codec-Dtype": status.codec_dtype or "",
+                    "X-TTS-Quantization": status.quantization or "",
                     "X-TTS-Attention": status.attn_implementation or "",
                     "X-TTS-Backend": status.backend or "",
                 }
@@ -541,6 +542,7 @@ def _headers(result: SynthesisResult) -> dict[str, str]:
         "X-TTS-Device": result.device,
         "X-TTS-Dtype": result.dtype,
         "X-TTS-Codec-Dtype": result.codec_dtype,
+        "X-TTS-Quantization": result.quantization,
         "X-TTS-Attention": result.attn_implementation,
         "X-TTS-Duration": f"{result.duration_s:.3f}",
         "X-TTS-Sample-Rate": str(result.sample_rate),

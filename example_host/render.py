@@ -134,6 +134,7 @@ def smoke_text(loaded: LoadResult, result: SynthesisResult, voice_mode: str) -> 
             ("device", loaded.device),
             ("device_source", loaded.device_source),
             ("dtype", f"{loaded.dtype} (codec {loaded.codec_dtype})"),
+            ("quantization", loaded.quantization),
             ("attention", loaded.attn_implementation),
             ("load_s", f"{loaded.load_s:.2f}"),
             ("cached", str(loaded.cached).lower()),
@@ -151,8 +152,8 @@ def preview_line(result: SynthesisResult) -> str:
     cut = f" cut_pieces={result.cut_pieces}" if result.cut_pieces else ""
     return (
         f"{result.path}  duration={result.duration_s:.2f}s device={result.device} "
-        f"dtype={result.dtype} codec_dtype={result.codec_dtype} rtf={result.rtf:.3f} "
-        f"pieces={result.pieces}{cut}"
+        f"dtype={result.dtype} codec_dtype={result.codec_dtype} "
+        f"quantization={result.quantization} rtf={result.rtf:.3f} pieces={result.pieces}{cut}"
     )
 
 

@@ -18,6 +18,11 @@ from .errors import TtsError
 DType = Literal["float32", "float16", "bfloat16"]
 """Floating-point precision an engine actually loaded, named as torch names it."""
 
+Quantization = Literal["none", "int8"]
+"""How an engine stored the weights of its generating layers: ``none`` (in ``dtype``) or
+``int8`` (int8 weights, activations rounded to int8 per row; the rest in ``dtype``, the codec
+in ``codec_dtype``)."""
+
 VoiceMode = Literal["custom_voice", "voice_design", "voice_clone"]
 ModelKind = Literal["custom_voice", "voice_design", "base"]
 DeviceSource = Literal["config", "detected"]
@@ -156,6 +161,11 @@ class SynthesisResult(_Model):
     codec_dtype: DType = Field(
         default="float32",
         description="Precision the speech tokenizer (codec) decoded in; float32 whatever dtype is.",
+    )
+    quantization: Quantization = Field(
+        default="none",
+        description="'int8' when the talker's and code predictor's layers ran with int8 "
+        "weights (the Quantization setting), else 'none'.",
     )
     attn_implementation: str = Field(description="Attention kernel, e.g. 'sdpa'.")
     load_s: float = Field(
@@ -300,6 +310,11 @@ class LoadResult(_Model):
         description="Precision of the speech tokenizer (codec); float32 whatever the "
         "model's dtype, as half precision overflows in it.",
     )
+    quantization: Quantization = Field(
+        default="none",
+        description="'int8' when the talker's and code predictor's layers hold int8 weights "
+        "(the Quantization setting), else 'none'.",
+    )
 
 
 class GpuInfo(_Model):
@@ -390,6 +405,10 @@ class EngineStatus(_Model):
     dtype: DType | None = Field(default=None, description="Precision it was loaded in.")
     codec_dtype: DType | None = Field(
         default=None, description="Precision of its speech tokenizer (codec): float32."
+    )
+    quantization: Quantization | None = Field(
+        default=None,
+        description="'int8' when its generating layers hold int8 weights, else 'none'.",
     )
     attn_implementation: str | None = Field(default=None, description="Attention kernel.")
     backend: str | None = Field(

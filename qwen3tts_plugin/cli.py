@@ -19,7 +19,7 @@ import structlog
 
 from hookspecs import AccelerationStatus, TtsError
 
-from .settings import BACKEND_NAMES
+from .settings import BACKEND_NAMES, QUANTIZATIONS
 
 SMALL_GPU_BYTES = 6 * 1024**3
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     doctor = commands.add_parser("doctor", help="acceleration status and the device decision")
     doctor.add_argument("--device", help="Device setting to decide for (default: auto)")
     doctor.add_argument("--precision", help="Precision setting (auto, fp32, fp16, bf16)")
+    doctor.add_argument(
+        "--quantization", help=f"Quantization setting (auto, {', '.join(QUANTIZATIONS)})"
+    )
     doctor.add_argument("--attention", help="Attention setting (auto, sdpa, ...)")
     doctor.add_argument("--batch-size", help="BatchSize setting (auto or a number)")
     doctor.add_argument("--backend", help=f"Backend setting (auto, {', '.join(BACKEND_NAMES)})")
@@ -49,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         args.attention,
         args.backend,
         batch_size=args.batch_size,
+        quantization=args.quantization,
         model={
             "ModelKey": args.model_key,
             "ModelsDir": args.models_dir,
@@ -174,16 +178,18 @@ def doctor_report(
     backend: str | None = None,
     model: dict[str, str | None] | None = None,
     batch_size: str | None = None,
+    quantization: str | None = None,
 ) -> dict[str, Any]:
     """Status, decision and advice as JSON-ready data; ``usable`` says whether a load could work."""
     from .backends.device import check_device
-    from .devices import batch_size_for, decide, precision_advice, probe
+    from .devices import batch_size_for, cpu_speed_advice, decide, probe
     from .settings import parse_settings
 
     status = probe(free_memory=True)
     extra = {
         "Device": device,
         "Precision": precision,
+        "Quantization": quantization,
         "Attention": attention,
         "Backend": backend,
         "BatchSize": batch_size,
@@ -205,6 +211,7 @@ def doctor_report(
             "device": plan.device,
             "source": plan.source,
             "dtype": plan.dtype,
+            "quantization": plan.quantization,
             "attn_implementation": plan.attn_implementation,
             "backend": plan.backend,
             "why": plan.why,
@@ -218,7 +225,7 @@ def doctor_report(
     else:
         report["usable"] = True
         report["advice"] = advice(status, plan.device)
-        suggestion = precision_advice(plan, status, batch_size_for(settings.BatchSize, plan))
+        suggestion = cpu_speed_advice(plan, status, batch_size_for(settings.BatchSize, plan))
         if suggestion:
             report["advice"].append(suggestion)
     return report
@@ -289,6 +296,7 @@ def render(report: dict[str, Any]) -> str:
         rows += [
             ("device", f"{decision['device']} ({decision['source']})"),
             ("dtype", decision["dtype"]),
+            ("quantization", decision["quantization"]),
             ("attention", decision["attn_implementation"]),
             ("backend", decision["backend"]),
             ("why", decision["why"]),
@@ -328,7 +336,13 @@ def _cpu_row(extras: dict[str, Any]) -> str:
         if cpu.get("bf16")
         else "no native bf16 (Precision=bf16 refused on the CPU)"
     )
-    return f"{cpu.get('capability') or '?'}; {bf16}"
+    features = ", ".join(cpu.get("int8_features") or [])
+    int8 = (
+        f"int8 layers run{f' ({features})' if features else ''} (Quantization=int8)"
+        if cpu.get("int8")
+        else "no int8 kernels (Quantization=int8 refused)"
+    )
+    return f"{cpu.get('capability') or '?'}; {bf16}; {int8}"
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -141,22 +141,72 @@ probes, the ones its oneDNN kernels go by; torch has no public query). A torch w
 reports none: bf16 is then refused, never guessed."""
 
 
+CPU_INT8_PROBES = {"avx512_vnni": "_is_vnni_supported", "avx2": "_is_avx2_supported"}
+"""x86 features torch's int8 matrix products use (AVX512-VNNI: int8 dot products in one
+instruction, what int8 was measured on; AVX2: widening multiply-adds without it), and the
+``torch.cpu`` function for each (torch has no probe for AVX-VNNI); shown, and VNNI decides
+whether doctor advises int8 (``cpu_speed_advice``)."""
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
+
+
 def cpu_facts(torch: Any) -> dict[str, Any]:
     """``AccelerationStatus.extras["cpu"]``: whether this CPU computes bfloat16 natively
-    (``bf16``; AMX or AVX512-BF16 found, ``bf16_features``, and oneDNN in this torch), and the
-    widest vector instructions torch uses here (``capability``, e.g. ``AVX512``)."""
+    (``bf16``; AMX or AVX512-BF16 found, ``bf16_features``, and oneDNN in this torch), whether
+    it runs int8 layers (``int8``, see ``cpu_int8_runs``; ``int8_features``), and the widest
+    vector instructions torch uses here (``capability``, e.g. ``AVX512``)."""
     features = [
         feature
         for feature, name in CPU_BF16_PROBES.items()
         if getattr(torch.cpu, name, None) is not None and getattr(torch.cpu, name)()
     ]
     onednn = bool(torch.backends.mkldnn.is_available())
+    capability = torch.backends.cpu.get_cpu_capability()
     return {
         "bf16": bool(features) and onednn,
         "bf16_features": features,
+        "int8": onednn and cpu_int8_runs(torch, capability),
+        "int8_features": [
+            feature
+            for feature, name in CPU_INT8_PROBES.items()
+            if getattr(torch.cpu, name, None) is not None and getattr(torch.cpu, name)()
+        ],
         "onednn": onednn,
-        "capability": torch.backends.cpu.get_cpu_capability(),
+        "capability": capability,
     }
+
+
+def cpu_int8_runs(torch: Any, capability: str) -> bool:
+    """Whether ``Quantization=int8`` can run here: torch's int8 matrix product
+    (``torch._int_mm``) goes through oneDNN (enabled: without it a scalar loop runs, 14x
+    slower, measured) and gives exact sums at the full int8 range, one row and eight (where a
+    CPU without VNNI widens through 16 bits, a kernel that saturates would show); and on x86
+    torch uses at least AVX2."""
+    if platform.machine().lower() in X86_MACHINES and capability not in ("AVX2", "AVX512"):
+        return False
+    int_mm = getattr(torch, "_int_mm", None)
+    if int_mm is None or not torch.backends.mkldnn.enabled:
+        return False
+    left = torch.full((8, 256), 127, dtype=torch.int8)
+    left[1] = -127
+    left[2, ::2] = -127
+    left[3] = torch.arange(256) % 255 - 127
+    right = torch.full((16, 256), 127, dtype=torch.int8)  # [out, in], used transposed
+    right[1] = -127
+    right[2, 1::2] = -127
+    right[3] = 127 - torch.arange(256) % 255
+    expected = left.int() @ right.int().t()
+    try:
+        together = int_mm(left, right.t())
+        alone = int_mm(left[:1], right.t())
+    except (RuntimeError, NotImplementedError) as exc:
+        log.debug("tts.device.int8_probe_failed", error=repr(exc))
+        return False
+    return bool(torch.equal(together, expected) and torch.equal(alone, expected[:1]))
+
+
+def cpu_int8(status: AccelerationStatus) -> bool:
+    """Whether ``status`` says this CPU runs int8 layers (Quantization=int8 honoured)."""
+    return bool((status.extras.get("cpu") or {}).get("int8"))
 
 
 def cpu_bf16_native(status: AccelerationStatus) -> bool:
@@ -205,6 +255,8 @@ class DevicePlan:
     backend: str = "qwen_tts"
     backend_source: str = "auto"
     """'config' when the Backend setting named the backend, 'auto' when the engine chose."""
+    quantization: str = "none"
+    """``none``, or ``int8``: the talker's and code predictor's layers with int8 weights."""
 
     @classmethod
     def named(
@@ -214,10 +266,12 @@ class DevicePlan:
         dtype: str = "float32",
         why: str = "named by the caller",
         backend_source: str = "config",
+        quantization: str = "none",
     ) -> DevicePlan:
         """A plan whose every choice is given, nothing detected (tests, benchmarks, checks):
         ``device`` as asked, sdpa attention."""
         return cls(
+            quantization=quantization,
             requested=device,
             device=device,
             source="config",
@@ -262,6 +316,7 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
     else:
         dtype, attn = _cpu_choice(device, want_dtype, want_attn, status, why, source)
     backend = _backend_choice(settings.Backend, device, status, why)
+    quantization = _quantization_choice(settings.Quantization, device, status, why, source)
     if backend == "stepper" and attn == "flash_attention_2":
         if want_attn == "flash_attention_2":
             raise TtsError(
@@ -282,6 +337,7 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
         why="; ".join(why),
         backend=backend,
         backend_source=backend_source,
+        quantization=quantization,
     )
     log.info(
         "tts.device.resolved",
@@ -291,9 +347,44 @@ def decide(settings: EngineSettings, status: AccelerationStatus) -> DevicePlan:
         dtype=dtype,
         attn_implementation=attn,
         backend=backend,
+        quantization=quantization,
         why=plan.why,
     )
     return plan
+
+
+def _quantization_choice(
+    setting: str, device: str, status: AccelerationStatus, why: list[str], source: str
+) -> str:
+    """``none``, or ``int8`` where asked for on a CPU that runs int8 layers; refused on any
+    other device and on a CPU without the kernels (never dropped behind the caller's back)."""
+    if setting in ("auto", "none"):
+        return "none"
+    if device != "cpu":
+        why_not = (
+            "; GPUs run the model in half precision, faster" if device.startswith("cuda") else ""
+        )
+        raise TtsError(
+            "invalid_settings",
+            f"Quantization={setting} runs only on the CPU, not on {device}: it uses the CPU's "
+            f"int8 matrix kernels{why_not}",
+            "Set Quantization=auto (none) for this device, or Device=cpu.",
+        )
+    if not cpu_int8(status):
+        facts = status.extras.get("cpu") or {}
+        chosen = ""
+        if source == "detected":
+            chosen = f" (Device not set and no usable GPU here: {', '.join(status.reasons)})"
+        raise TtsError(
+            "invalid_settings",
+            f"Quantization={setting} on the CPU{chosen} needs torch's int8 matrix kernels, "
+            f"which do not run on this CPU (vector instructions: "
+            f"{facts.get('capability') or 'unknown'}; x86 needs AVX2 or later)",
+            "Set Quantization=auto (none).",
+        )
+    features = ", ".join((status.extras.get("cpu") or {}).get("int8_features") or []) or "none"
+    why.append(f"Quantization={setting} set in config (int8 kernels; features: {features})")
+    return setting
 
 
 def _backend_choice(setting: str, device: str, status: AccelerationStatus, why: list[str]) -> str:
@@ -447,25 +538,55 @@ CPU: the real-size 0.6B model on a 2-core CPU speaks 16 texts 2.6x faster at 8 p
 one by one, 3.0x at 16; 8 keeps memory in bounds (each text holds its own KV cache and hidden
 states, about 0.35 MB per frame in float32, so 16 texts of 2048 frames would need ~11 GB).
 CUDA: one decode step is bound by kernel launches, not arithmetic, so a wider call is nearly
-free; half precision halves the per-text memory. MPS: unmeasured, the CPU's choice."""
+free; half precision halves the per-text memory. MPS: unmeasured, the CPU's choice. The CPU
+under the stepper (its default backend) takes ``AUTO_BATCH_SIZE_CPU_STEPPER``."""
+
+AUTO_BATCH_SIZE_CPU_STEPPER = 16
+"""BatchSize=auto on the CPU under the stepper: rows decoded together (README, int8 weights on
+the CPU; ``benchmarks/cpu_precision.py``). A dub's mix (24 texts of 8-24 frames) on the
+real-size 0.6B, 2-core AVX512 CPU: 16 rows against 8 gave 1.31x in fp32 and 1.21x in bf16,
+and 1.19-1.33x with int8 weights in three interleaved runs (one run through the hooks gave
+0.82x). The stepper keeps no frame's hidden states: a row holds its KV cache, 229 KB a frame
+in float32 (28 layers x 8 heads x 128, keys and values), so 16 rows of a 200-character piece
+(at most about 560 frames) hold about 2 GB."""
 
 
 def batch_size_for(setting: int | str, plan: DevicePlan) -> int:
-    """Most texts one generate call takes: ``BatchSize``, or the device's auto choice."""
+    """Most texts one generate call takes: ``BatchSize``, or the auto choice for the plan's
+    device and backend."""
     if setting != "auto":
         return int(setting)
+    if plan.device == "cpu" and plan.backend == "stepper":
+        return AUTO_BATCH_SIZE_CPU_STEPPER
     return AUTO_BATCH_SIZE[plan.device.partition(":")[0]]
 
 
-def precision_advice(plan: DevicePlan, status: AccelerationStatus, batch_size: int) -> str | None:
-    """A suggestion for the Precision setting, or None: bf16 where the plan runs float32 on a
-    CPU that computes bfloat16 natively and the work is batched (dubbing, where a CPU user's
-    time goes; bf16 is faster alone too, README, The CPU path)."""
-    if plan.device != "cpu" or plan.dtype != "float32" or batch_size < 2:
+INT8_MEASURED = (
+    "on a 2-core AVX512-VNNI CPU, one preview 3.8x fp32 and 2.0x bf16, a dub of 24 texts 3.2x "
+    "fp32 and 1.3x bf16"
+)
+"""What Quantization=int8 measured (``benchmarks/cpu_precision.py``), as advice quotes it."""
+
+
+def cpu_speed_advice(plan: DevicePlan, status: AccelerationStatus, batch_size: int) -> str | None:
+    """A suggestion for a CPU plan without quantization, or None: Quantization=int8 where
+    this CPU runs int8 layers with AVX512-VNNI, the kind it was measured on (faster than fp32
+    and bf16, alone and batched: README, int8 weights on the CPU; honoured on other CPUs with
+    int8 kernels, not advised there); else Precision=bf16 where the CPU computes bfloat16
+    natively and the work is batched (dubbing, where a CPU user's time goes)."""
+    if plan.device != "cpu" or plan.quantization != "none":
         return None
-    if not cpu_bf16_native(status):
+    cpu = status.extras.get("cpu") or {}
+    if cpu_int8(status) and "avx512_vnni" in (cpu.get("int8_features") or []):
+        return (
+            "This CPU runs int8 layers with AVX512-VNNI: Quantization=int8 speaks faster than "
+            f"{PRECISION_NAMES[plan.dtype]} ({INT8_MEASURED}; the codec stays fp32; README, "
+            "int8 weights on the CPU). Experimental until heard on real weights: preview one "
+            "text with one seed both ways to compare."
+        )
+    if plan.dtype != "float32" or batch_size < 2 or not cpu_bf16_native(status):
         return None
-    features = ", ".join(status.extras["cpu"].get("bf16_features") or [])
+    features = ", ".join(cpu.get("bf16_features") or [])
     return (
         f"This CPU computes bfloat16 natively ({features}): Precision=bf16 runs batched work "
         f"faster than fp32 (1.7x for 8 texts on a 2-core AVX512-BF16 CPU; the codec stays "

@@ -100,6 +100,7 @@ class Engine:
             device=resident.key.device,
             dtype=resident.key.dtype,
             codec_dtype=resident.backend.codec_dtype,
+            quantization=resident.key.quantization,
             attn_implementation=resident.key.attn_implementation,
             backend=resident.key.backend,
             last_error=last_error,
@@ -132,6 +133,7 @@ class Engine:
             batch_size=plan.batch_size,
             backend=resident.key.backend,
             codec_dtype=backend.codec_dtype,
+            quantization=resident.key.quantization,
         )
 
     def synthesize(self, request: SynthesisRequest) -> SynthesisResult:

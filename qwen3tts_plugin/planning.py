@@ -49,6 +49,7 @@ class LoadKey:
     dtype: str
     attn_implementation: str
     backend: str
+    quantization: str
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,15 @@ class LoadPlan:
 
     @functools.cached_property
     def key(self) -> LoadKey:
-        """What makes two loads the same: folder, device, dtype, attention, backend."""
+        """What makes two loads the same: folder, device, dtype, attention, backend,
+        quantization."""
         return LoadKey(
             path=str(self.model.path),
             device=self.device.device,
             dtype=self.device.dtype,
             attn_implementation=self.device.attn_implementation,
             backend=self.device.backend,
+            quantization=self.device.quantization,
         )
 
     @functools.cached_property
@@ -184,7 +187,13 @@ class Planner:
     def _decision(self, settings: EngineSettings) -> DevicePlan:
         """The device decision for these settings, made (and logged) once per machine status."""
         status = self._status()
-        key = (settings.Device, settings.Precision, settings.Attention, settings.Backend)
+        key = (
+            settings.Device,
+            settings.Precision,
+            settings.Quantization,
+            settings.Attention,
+            settings.Backend,
+        )
         known = self._decisions.get(key)
         if known is not None and known[0] is status:
             return known[1]

@@ -263,6 +263,7 @@ class Qwen3TTSReplica:
             replica=self.replica,
             device=self.loaded.device,
             dtype=self.loaded.dtype,
+            quantization=self.loaded.quantization,
             backend=self.loaded.backend,
         )
 

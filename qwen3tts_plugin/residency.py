@@ -77,6 +77,7 @@ class Residency:
                 path=str(plan.model.path),
                 device=plan.device.device,
                 dtype=plan.device.dtype,
+                quantization=plan.device.quantization,
                 attn_implementation=plan.device.attn_implementation,
                 backend=key.backend,
             )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hookspecs import ROLES_KEY, TtsError
+from hookspecs import ROLES_KEY, Quantization, TtsError
 
 if TYPE_CHECKING:
     from hookspecs import ErrorInfo
@@ -30,6 +30,8 @@ PRECISIONS = {
 }
 PRECISION_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 """The short name a Precision setting gives each dtype (what messages and hosts show)."""
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
+"""What a Quantization setting may name besides auto (the contract's ``Quantization``)."""
 BACKEND_NAMES = ("qwen_tts", "cuda_graphs", "stepper")
 """The backends a Backend setting may name (besides auto); backends.BACKENDS maps each."""
 MAX_BATCH_SIZE = 64
@@ -84,6 +86,16 @@ class EngineSettings(BaseModel):
         "fp32 on the CPU. bf16 on the CPU runs where the CPU computes it natively (AMX or "
         "AVX512-BF16; experimental) and is refused elsewhere; fp16 on the CPU is refused. The "
         "codec always runs fp32.",
+        json_schema_extra=_roles("resident"),
+    )
+    Quantization: Literal[("auto", *QUANTIZATIONS)] = Field(  # type: ignore[valid-type]
+        default="auto",
+        description="int8: the talker's and code predictor's layers with int8 weights, on the "
+        "CPU only: faster than fp32 and bf16 there, for one preview and for a dub (README, "
+        "int8 weights on the CPU). Embeddings, norms and the code heads stay in Precision's "
+        "dtype (fp32 by default), the codec fp32. Refused on GPUs and MPS, and on a CPU "
+        "without int8 kernels. auto and none: no quantization. Experimental until heard on "
+        "real weights: preview one text with one seed both ways to compare.",
         json_schema_extra=_roles("resident"),
     )
     Attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
@@ -188,7 +200,7 @@ class EngineSettings(BaseModel):
         the accepted forms; raised as is, so it wins over any other setting's error)."""
         return parse_device(value)
 
-    @field_validator("Precision", "Attention", "Backend", mode="before")
+    @field_validator("Precision", "Quantization", "Attention", "Backend", mode="before")
     @classmethod
     def _fold_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -319,6 +319,7 @@ class Take:
             device=first.plan.device,
             dtype=first.plan.dtype,
             codec_dtype=first.codec_dtype,
+            quantization=first.plan.quantization,
             attn_implementation=first.plan.attn_implementation,
             load_s=max((c.load_s or 0.0) for c in calls.values()),
             synth_s=synth_s,

@@ -22,7 +22,7 @@ from hookspecs import (
     TtsError,
     Voice,
 )
-from qwen3tts_plugin.devices import AUTO_BATCH_SIZE
+from qwen3tts_plugin.devices import AUTO_BATCH_SIZE, AUTO_BATCH_SIZE_CPU_STEPPER
 
 GREEDY = GenerationParams(do_sample=False, max_new_tokens=8, allow_cut=True)
 SAMPLED = GenerationParams(max_new_tokens=6, allow_cut=True)
@@ -309,6 +309,8 @@ def test_concurrent_calls_share_generate_calls(pm, tiny, tmp_path):
 
 def test_load_result_reports_the_batch_size(pm, tiny):
     config = request(tiny["custom_voice"], "x.wav").config
+    assert pm.hook.tts_load(config=config).batch_size == AUTO_BATCH_SIZE_CPU_STEPPER
+    config = request(tiny["custom_voice"], "x.wav", Backend="qwen_tts").config
     assert pm.hook.tts_load(config=config).batch_size == AUTO_BATCH_SIZE["cpu"]
     config = request(tiny["custom_voice"], "x.wav", BatchSize=" 12 ").config
     assert pm.hook.tts_load(config=config).batch_size == 12

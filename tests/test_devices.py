@@ -166,10 +166,17 @@ def test_cuda_auto_policy(cc, flash_attn, dtype, attn):
     assert (plan.dtype, plan.attn_implementation) == (dtype, attn)
 
 
-def cpu_machine(bf16: bool) -> AccelerationStatus:
-    """A CPU-only machine whose CPU does or does not compute bfloat16 natively."""
-    features = ["avx512_bf16"] if bf16 else []
-    cpu = {"bf16": bf16, "bf16_features": features, "onednn": True, "capability": "AVX512"}
+def cpu_machine(bf16: bool, int8: bool = True, capability: str = "AVX512") -> AccelerationStatus:
+    """A CPU-only machine whose CPU does or does not compute bfloat16 natively, and does or
+    does not run int8 layers."""
+    cpu = {
+        "bf16": bf16,
+        "bf16_features": ["avx512_bf16"] if bf16 else [],
+        "int8": int8,
+        "int8_features": ["avx512_vnni", "avx2"] if int8 else [],
+        "onednn": True,
+        "capability": capability,
+    }
     return CPU_ONLY.model_copy(update={"extras": {"cpu": cpu}})
 
 
@@ -211,6 +218,60 @@ def test_half_precision_on_mps_is_refused(precision):
 @pytest.mark.parametrize("precision", ["auto", "fp32"])
 def test_the_cpu_runs_float32_unless_bf16_is_asked_for(precision, bf16):
     assert plan_for(cpu_machine(bf16), Precision=precision).dtype == "float32"
+
+
+# --- int8 weights (Quantization) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", ["int8", "INT8", " Int8 "])
+@pytest.mark.parametrize(("precision", "dtype"), [("auto", "float32"), ("bf16", "bfloat16")])
+def test_int8_on_a_cpu_that_runs_it_is_honoured_beside_the_precision(setting, precision, dtype):
+    with capture_logs() as logs:
+        plan = plan_for(cpu_machine(bf16=True), Quantization=setting, Precision=precision)
+    assert (plan.device, plan.dtype, plan.quantization) == ("cpu", dtype, "int8")
+    assert "Quantization=int8" in plan.why and "avx512_vnni" in plan.why
+    assert [e["quantization"] for e in logs if e["event"] == "tts.device.resolved"] == ["int8"]
+
+
+@pytest.mark.parametrize("setting", ["auto", "none", "", None])
+def test_without_quantization_asked_for_the_weights_stay_in_the_plans_dtype(setting):
+    assert plan_for(cpu_machine(bf16=True), Quantization=setting).quantization == "none"
+    assert plan_for(gpu_machine(), Quantization=setting).quantization == "none"
+
+
+@pytest.mark.parametrize(
+    ("status", "device", "words"),
+    [
+        (gpu_machine(), None, "not on cuda:0"),  # detected GPU: int8 is not swapped for it
+        (gpu_machine(), "cuda:0", "not on cuda:0"),
+        (CPU_ONLY, "cuda:0", "not on cuda:0"),  # an unusable GPU is still not the CPU
+        (cpu_machine(bf16=True), "mps", "not on mps"),
+        (cpu_machine(bf16=True, int8=False), "cpu", "do not run on this CPU"),
+        (cpu_machine(bf16=False, int8=False, capability="DEFAULT"), None, "no usable GPU here"),
+    ],
+)
+def test_int8_where_it_cannot_run_is_refused_never_dropped(status, device, words):
+    with pytest.raises(TtsError) as info:
+        plan_for(status, Device=device, Quantization="int8")
+    assert info.value.code == "invalid_settings"
+    assert words in info.value.detail and "Quantization=auto" in info.value.hint
+
+
+def test_bad_quantization_values_are_invalid_settings_naming_the_key():
+    with pytest.raises(TtsError) as info:
+        parse_settings({"Quantization": "int4"})
+    assert info.value.code == "invalid_settings" and "Quantization" in info.value.hint
+
+
+def test_the_cpu_probe_finds_int8_kernels_on_this_x86_cpu():
+    """A real probe: torch's int8 product runs here (this x86 CPU has AVX2)."""
+    cpu = probe().extras["cpu"]
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " avx2" not in flags:
+        pytest.skip("not an x86 CPU with AVX2")
+    assert cpu["int8"] is True
+    # torch probes AVX512-VNNI only (not AVX-VNNI)
+    assert ("avx512_vnni" in cpu["int8_features"]) == (" avx512_vnni" in flags)
 
 
 def test_the_cpu_probe_agrees_with_the_kernels_flags():
@@ -318,6 +379,7 @@ def test_resolution_is_logged_with_the_decision():
         "dtype": "float32",
         "attn_implementation": "sdpa",
         "backend": "stepper",
+        "quantization": "none",
         "why": event["why"],
     }
 
@@ -335,7 +397,8 @@ def test_the_settings_schema_marks_what_a_host_may_act_on():
     assert settings_with_role(schema, "batch_size") == ["BatchSize"]
     assert settings_with_role(schema, "speed_only") == ["BatchSize"]
     assert settings_with_role(schema, "resident") == [
-        "Device", "Precision", "Attention", "ModelKey", "ModelPath", "ModelsDir", "Backend",
+        "Device", "Precision", "Quantization", "Attention", "ModelKey", "ModelPath",
+        "ModelsDir", "Backend",
     ]  # fmt: skip
     assert settings_with_role(schema, "reference_audio") == ["RefAudio"]
     assert settings_with_role(schema, "voice") == [

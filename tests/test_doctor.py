@@ -38,6 +38,7 @@ def test_json_on_this_machine_is_cpu_and_usable(capsys):
         "device": "cpu",
         "source": "detected",
         "dtype": "float32",
+        "quantization": "none",
         "attn_implementation": "sdpa",
         "backend": "stepper",
         "why": report["decision"]["why"],
@@ -100,15 +101,33 @@ def test_fp16_on_the_cpu_is_refused_with_a_hint(capsys):
     assert report["error"]["code"] == "invalid_settings" and "bf16" in report["error"]["hint"]
 
 
-def test_batched_work_on_a_bf16_cpu_is_advised_bf16(capsys):
+def test_a_cpu_that_runs_int8_is_advised_int8_and_one_with_bf16_alone_bf16(capsys):
     code, out, _ = run(capsys, "--device", "cpu", "--json")
     report = json.loads(out)
-    native = report["acceleration"]["extras"]["cpu"]["bf16"]
-    assert code == 0 and any("Precision=bf16" in line for line in report["advice"]) == native
-    code, out, _ = run(capsys, "--device", "cpu", "--batch-size", "1", "--json")
-    assert not any("Precision=bf16" in line for line in json.loads(out)["advice"])
+    cpu = report["acceleration"]["extras"]["cpu"]
+    assert code == 0 and report["decision"]["quantization"] == "none"
+    int8_advised = any("Quantization=int8" in line for line in report["advice"])
+    bf16_advised = any("Precision=bf16" in line for line in report["advice"])
+    # advised where measured (this machine: AVX512-VNNI), honoured wherever the kernels run
+    assert int8_advised == (cpu["int8"] and "avx512_vnni" in cpu["int8_features"])
+    assert bf16_advised == (cpu["bf16"] and not int8_advised)
+    code, out, _ = run(capsys, "--device", "cpu", "--quantization", "int8", "--json")
+    report = json.loads(out)
+    if cpu["int8"]:
+        assert code == 0 and report["decision"]["quantization"] == "int8"
+        assert not any("Quantization=int8" in line for line in report["advice"])
+    else:
+        assert code == 1 and report["error"]["code"] == "invalid_settings"
     code, out, _ = run(capsys, "--device", "cpu")
-    assert ("bf16 native" in out) == native
+    assert ("bf16 native" in out) == cpu["bf16"]
+    assert ("int8 layers run" in out) == cpu["int8"] and "quantization" in out
+
+
+def test_int8_on_a_gpu_is_refused_by_the_doctor_too(capsys):
+    code, out, _ = run(capsys, "--device", "cuda:0", "--quantization", "int8", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["error"]["code"] == "invalid_settings"
+    assert "runs only on the CPU" in report["error"]["detail"]
 
 
 def test_table_names_the_decision_and_the_verdict(capsys):

@@ -71,6 +71,7 @@ def test_settings_set_reads_json_values_and_unset_removes(host, settings):
         ("Device", "gpu", "invalid_device", "Device 'gpu' is not a device this engine understands"),
         ("Device", "0", "invalid_device", "Device 0 is not a device this engine understands"),
         ("Precision", "fp8", "invalid_settings", "Precision: Input should be 'auto'"),
+        ("Quantization", "int4", "invalid_settings", "Quantization: Input should be 'auto'"),
         ("XVectorOnly", "3", "invalid_settings", "XVectorOnly: Input should be a valid boolean"),
         ("BatchSize", "65", "invalid_settings", "less than or equal to 64"),
     ],
@@ -99,6 +100,7 @@ def test_a_model_key_is_judged_with_the_settings_it_joins(host, settings, tmp_pa
     ("key", "value"),
     [
         ("Precision", "FP16"),
+        ("Quantization", "INT8"),
         ("Attention", "SDPA"),
         ("XVectorOnly", "yes"),
         ("Device", "CUDA:1"),
@@ -200,6 +202,7 @@ def test_smoke_without_a_model_uses_the_tiny_checkpoint_for_this_run_only(host, 
         "detected",
         "float32 (codec float32)",
     )
+    assert table["quantization"] == "none"
     assert table["attention"] == "sdpa" and table["wav"] == str(wav)
     assert {"load_s", "cached", "synth_s", "rtf"} <= table.keys()
     assert sf.info(str(wav)).samplerate == 24_000
@@ -299,12 +302,48 @@ def test_preview_prints_one_line_and_writes_the_wav(host, settings, tmp_path):
     path, *fields = line.split()
     values = dict(field.split("=") for field in fields)
     assert Path(path) == out_wav and values["device"] == "cpu" and values["dtype"] == "float32"
-    assert values["codec_dtype"] == "float32"
+    assert values["codec_dtype"] == "float32" and values["quantization"] == "none"
     info = sf.info(str(out_wav))
     assert float(values["duration"].rstrip("s")) == pytest.approx(
         info.frames / info.samplerate, abs=0.01
     )
     assert float(values["rtf"]) > 0
+
+
+def test_quantization_int8_is_shown_by_smoke_preview_and_the_dub_manifest(host, tmp_path, tiny):
+    """Quantization=int8 on the CPU (a real int8 load of the tiny checkpoint) is named in the
+    smoke table, the preview line and each manifest entry; the codec stays float32."""
+    from qwen3tts_plugin.devices import acceleration_status, cpu_int8
+
+    if not cpu_int8(acceleration_status()):
+        pytest.skip("this CPU runs no int8 layers: the engine refuses Quantization=int8 here")
+    settings = write_settings(
+        tmp_path / "int8.json",
+        ModelPath=str(tiny["custom_voice"]),
+        Device="cpu",
+        Quantization="int8",
+    )
+    code, out, err = host("--settings", settings, "smoke", "--out", tmp_path / "s.wav", *FAST)
+    assert code == 0, err
+    table = dict(line.split(None, 1) for line in out.splitlines())
+    assert (table["dtype"], table["quantization"]) == ("float32 (codec float32)", "int8")
+
+    code, out, err = host(
+        "--settings", settings, "preview", "Hello there.", "--out", tmp_path / "p.wav", *FAST
+    )
+    assert code == 0, err
+    [line] = out.splitlines()
+    values = dict(field.split("=") for field in line.split()[1:])
+    assert (values["codec_dtype"], values["quantization"]) == ("float32", "int8")
+
+    script = tmp_path / "script.txt"
+    script.write_text("One.\nTwo.\n")
+    code, _, err = host("--settings", settings, "dub", script, "--out-dir", tmp_path / "d", *FAST)
+    assert code == 0, err
+    entries = manifest_of(tmp_path / "d")["segments"]
+    assert [(e["status"], e["codec_dtype"], e["quantization"]) for e in entries] == [
+        ("ok", "float32", "int8"),
+    ] * 2
 
 
 def test_a_streamed_preview_writes_the_same_wav_and_says_when_the_first_audio_came(
@@ -380,6 +419,9 @@ def test_dub_a_script_then_resume_touches_nothing(host, settings, tmp_path):
     assert [e["text"] for e in entries][:2] == ["First line.", "Second line."]
     for entry in entries:
         assert entry["status"] == "ok" and entry["path"] == f"seg_{entry['segment']:04d}.wav"
+        assert (entry["dtype"], entry["codec_dtype"], entry["quantization"]) == (
+            "float32", "float32", "none",
+        )  # fmt: skip
         info = sf.info(str(out_dir / entry["path"]))
         assert entry["duration_s"] == pytest.approx(info.frames / info.samplerate)
         assert entry["start_s"] is None and entry["end_s"] is None
@@ -518,18 +560,19 @@ def test_dub_sends_segments_in_lists_that_share_generate_calls(host, settings, t
     """Segments share generate calls (the engine's batch size by default); --batch-size 1 makes
     each segment its own call. Resume ignores the batch size."""
     script = tmp_path / "script.txt"
-    script.write_text("".join(f"Segment number {n} of the narration.\n" for n in range(1, 11)))
+    script.write_text("".join(f"Segment number {n} of the narration.\n" for n in range(1, 21)))
     unseeded = ["--max-new-tokens", "8", "--allow-cut"]
     out_dir = tmp_path / "dub"
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", out_dir, *unseeded)
-    assert code == 0 and summary(out)["batch"] == "lists of 8, up to 8 segments per generate call"
+    # the engine's auto batch size on the CPU (the stepper): 16
+    assert code == 0 and summary(out)["batch"] == "lists of 16, up to 16 segments per generate call"
     sizes = [e["batch_size"] for e in manifest_of(out_dir)["segments"]]
-    assert sizes == [8] * 8 + [2] * 2
+    assert sizes == [16] * 16 + [4] * 4
 
     code, out, _ = host(
         "--settings", settings, "dub", script, "--out-dir", out_dir, "--batch-size", "4", *unseeded
     )
-    assert code == 0 and (summary(out)["ok"], summary(out)["resumed"]) == ("0", "10")
+    assert code == 0 and (summary(out)["ok"], summary(out)["resumed"]) == ("0", "20")
 
     other = tmp_path / "one_by_one"
     code, out, _ = host(
@@ -542,13 +585,13 @@ def test_dub_sends_segments_in_lists_that_share_generate_calls(host, settings, t
     # generator, so seeded segments share calls and sound as they do alone
     seeded = tmp_path / "seeded"
     code, out, _ = host("--settings", settings, "dub", script, "--out-dir", seeded, *FAST)
-    assert code == 0 and {e["batch_size"] for e in manifest_of(seeded)["segments"]} == {8, 2}
+    assert code == 0 and {e["batch_size"] for e in manifest_of(seeded)["segments"]} == {16, 4}
     alone = tmp_path / "seeded_alone"
     code, out, _ = host(
         "--settings", settings, "dub", script, "--out-dir", alone, "--batch-size", "1", *FAST
     )
     assert code == 0
-    for n in range(1, 11):
+    for n in range(1, 21):
         name = f"seg_{n:04d}.wav"
         assert (seeded / name).read_bytes() == (alone / name).read_bytes(), name
 

@@ -156,6 +156,7 @@ def test_preview_returns_a_wav_with_headers_and_leaves_no_file(client):
     assert response.headers["X-TTS-Device"] == "cpu"
     assert response.headers["X-TTS-Dtype"] == "float32"
     assert response.headers["X-TTS-Codec-Dtype"] == "float32"
+    assert response.headers["X-TTS-Quantization"] == "none"
     assert float(response.headers["X-TTS-RTF"]) > 0
     assert preview_dirs() == before
 
@@ -187,6 +188,36 @@ def test_a_streamed_preview_is_raw_pcm_as_it_comes_and_sounds_as_the_wav(client)
     noise = ((streamed.astype(float) - expected.astype(float)) ** 2).sum()
     assert 10 * np.log10((expected.astype(float) ** 2).sum() / max(noise, 1e-12)) >= 40
     assert preview_dirs() == before
+
+
+def test_quantization_int8_is_named_by_the_preview_headers_whole_and_streamed(client):
+    """Quantization=int8 on the CPU (a real int8 load of the tiny checkpoint): the WAV's
+    headers come from its result, the stream's from the engine's status (its first chunk is
+    not the last); both say int8, and none again once the setting is dropped."""
+    from qwen3tts_plugin.devices import acceleration_status, cpu_int8
+
+    if not cpu_int8(acceleration_status()):
+        pytest.skip("this CPU runs no int8 layers: the engine refuses Quantization=int8 here")
+    put = client.put(
+        "/api/tts/settings/qwen3_tts_default", json={"extra_params": {"Quantization": "int8"}}
+    )
+    assert put.status_code == 200, put.text
+    whole = client.post("/api/tts/preview", json={"text": "Hello.", "generation": FAST})
+    assert whole.status_code == 200, whole.text
+    assert whole.headers["X-TTS-Quantization"] == "int8"
+    assert whole.headers["X-TTS-Codec-Dtype"] == "float32"
+    with client.stream("POST", "/api/tts/preview/stream", json=LONG) as response:
+        assert response.status_code == 200
+        assert response.headers["X-TTS-Quantization"] == "int8"
+        assert response.headers["X-TTS-Codec-Dtype"] == "float32"
+        assert "X-TTS-RTF" not in response.headers  # the status's headers, not a result's
+        assert response.read()
+    [status] = client.get("/api/tts/status").json()
+    assert status["quantization"] == "int8"
+
+    client.put("/api/tts/settings/qwen3_tts_default", json={"extra_params": {"Quantization": None}})
+    response = client.post("/api/tts/preview", json={"text": "Hello.", "generation": FAST})
+    assert response.status_code == 200 and response.headers["X-TTS-Quantization"] == "none"
 
 
 def test_a_streamed_preview_refused_before_its_first_chunk_is_the_usual_json_error(client):

@@ -139,11 +139,14 @@ def test_preview_on_cpu_then_a_gpu_that_is_not_there_then_auto(site, browser, se
 
 def test_the_precision_hint_follows_this_cpu(site, browser):
     """The page reads the engine's CPU facts: on a CPU with native bfloat16 it suggests bf16
-    for batched work (not for BatchSize 1); where the engine would refuse a choice, it says so
-    before Save."""
+    for batched work (not for BatchSize 1) unless it suggests int8 (AVX512-VNNI, as doctor);
+    where the engine would refuse a choice, it says so before Save."""
     from qwen3tts_plugin.devices import acceleration_status, cpu_bf16_native
 
-    native = cpu_bf16_native(acceleration_status())
+    status = acceleration_status()
+    cpu = status.extras["cpu"]
+    native = cpu_bf16_native(status)
+    suggested = native and not (cpu["int8"] and "avx512_vnni" in cpu["int8_features"])
     page = browser.new_page()
     page.goto(site)
     page.wait_for_selector("#models tbody tr")
@@ -151,8 +154,8 @@ def test_the_precision_hint_follows_this_cpu(site, browser):
     assert ("bf16 native" in note) == native and "cuda_graphs not installed" in note
     hint = "#precision-hint"
     assert page.input_value("#precision") == "auto"
-    assert page.is_visible(hint) == native
-    if native:
+    assert page.is_visible(hint) == suggested
+    if suggested:
         assert "bf16 makes batched dubbing faster" in page.text_content(hint)
         page.fill("#batch-size", "1")
         assert page.is_hidden(hint)
@@ -160,6 +163,125 @@ def test_the_precision_hint_follows_this_cpu(site, browser):
     assert ("experimental" if native else "refuses bf16") in page.text_content(hint)
     page.select_option("#precision", "fp16")
     assert "fp16 on the CPU is refused" in page.text_content(hint)
+
+
+def test_quantization_is_offered_from_the_schema_saved_and_shown_once_loaded(
+    site, browser, settings, engine
+):
+    """The select holds the schema's enum; int8 on the CPU is saved, previewed (a real int8 load
+    of the tiny checkpoint) and named by the decision line and the engine badge."""
+    from qwen3tts_plugin.devices import acceleration_status, cpu_int8
+    from qwen3tts_plugin.settings import settings_schema
+
+    if not cpu_int8(acceleration_status()):
+        pytest.skip("this CPU runs no int8 layers: the engine refuses Quantization=int8 here")
+    engine.release()
+    page = browser.new_page()
+    page.goto(site)
+    page.wait_for_selector("#models tbody tr")
+    offered = page.eval_on_selector_all("#quantization option", "os => os.map(o => o.value)")
+    assert offered == settings_schema()["properties"]["Quantization"]["enum"]
+    assert page.input_value("#quantization") == "auto"
+    note = page.text_content("#acceleration")
+    assert "int8 kernels" in note and "no int8 kernels" not in note
+
+    page.select_option("#device", "cpu")
+    page.select_option("#quantization", "int8")
+    assert "about 2x faster than bf16" in page.text_content("#quantization-hint")
+    page.click("#preview")
+    page.wait_for_function(AUDIO_READY, timeout=60_000)
+    assert page.is_hidden("#error")
+    assert "(codec float32, int8 weights)" in page.text_content("#decision")
+    config = json.loads(settings.read_text())["configs"]["qwen3_tts_default"]
+    assert config["extra_params"]["Quantization"] == "int8"
+    page.wait_for_function("() => document.getElementById('badge').textContent.includes('int8')")
+    assert page.text_content("#badge") == "engine: cpu, float32 + int8 weights, stepper"
+
+    page.select_option("#quantization", "none")
+    page.click("#preview")
+    page.wait_for_function(AUDIO_READY, timeout=60_000)
+    assert "int8" not in page.text_content("#decision")
+    page.wait_for_function("() => !document.getElementById('badge').textContent.includes('int8')")
+    config = json.loads(settings.read_text())["configs"]["qwen3_tts_default"]
+    assert config["extra_params"]["Quantization"] == "none"
+
+
+def open_with_acceleration(browser, site, **changes):
+    """The page with the engine's AccelerationStatus changed as ``changes`` say (``cpu`` merged
+    into ``extras.cpu``), the rest of the capabilities as the engine gave them: another
+    machine's facts, without that machine."""
+    cpu = changes.pop("cpu", {})
+
+    def engines(route):
+        response = route.fetch()
+        body = response.json()
+        for caps in body:
+            caps["acceleration"].update(changes)
+            caps["acceleration"]["extras"]["cpu"] = {
+                **caps["acceleration"]["extras"].get("cpu", {}),
+                **cpu,
+            }
+        route.fulfill(response=response, json=body)
+
+    page = browser.new_page()
+    page.route(re.compile(r".*/api/tts/engines.*"), engines)
+    page.goto(site)
+    page.wait_for_selector("#models tbody tr")
+    return page
+
+
+GPU = {
+    "index": 0,
+    "name": "NVIDIA H100 80GB HBM3",
+    "total_memory_bytes": 80 * 2**30,
+    "free_memory_bytes": 79 * 2**30,
+    "compute_capability": [9, 0],
+    "bf16_supported": True,
+}
+
+
+def test_the_int8_hint_refuses_a_gpu_or_mps_and_suggests_int8_on_a_cpu_with_it(site, browser):
+    """Before Save: int8 on a GPU (chosen, or picked by auto) or on mps is refused; on a CPU
+    with int8 kernels auto suggests int8 and int8 says what it gives."""
+    page = open_with_acceleration(
+        browser,
+        site,
+        supported=True,
+        gpus=[GPU],
+        reasons=[],
+        cpu={"int8": True, "int8_features": ["avx512_vnni", "avx2"]},
+    )
+    hint = "#quantization-hint"
+    assert "int8 kernels (avx512_vnni, avx2)" in page.text_content("#acceleration")
+    assert page.input_value("#device") == "auto" and page.is_hidden(hint)  # auto: the GPU
+    page.select_option("#quantization", "int8")
+    assert "refuses it on a GPU (auto picks one here)" in page.text_content(hint)
+    page.select_option("#device", "cuda:0")
+    assert "int8 runs only on the CPU: the engine refuses it on cuda:0" in page.text_content(hint)
+    page.select_option("#device", "other")
+    page.fill("#device-other", "mps")
+    assert "refuses it on mps. Choose auto" in page.text_content(hint)
+    page.select_option("#device", "cpu")
+    text = page.text_content(hint)
+    assert "int8 weights: about 2x faster than bf16 and 4x fp32 for one preview" in text
+    assert "Preview one text with one seed both ways to compare." in text
+    page.select_option("#quantization", "auto")
+    assert "int8 makes CPU previews and dubs faster" in page.text_content(hint)
+    page.select_option("#quantization", "none")  # chosen on purpose: no suggestion
+    assert page.is_hidden(hint)
+
+
+def test_the_int8_hint_refuses_int8_on_a_cpu_without_its_kernels(site, browser):
+    page = open_with_acceleration(
+        browser, site, supported=False, gpus=[], cpu={"int8": False, "int8_features": []}
+    )
+    hint = "#quantization-hint"
+    assert "no int8 kernels" in page.text_content("#acceleration")
+    assert page.is_hidden(hint)  # auto: nothing to suggest
+    page.select_option("#quantization", "int8")
+    assert "the engine refuses int8 here. Choose auto." in page.text_content(hint)
+    page.select_option("#device", "cpu")
+    assert "the engine refuses int8 here" in page.text_content(hint)
 
 
 def test_without_its_token_the_page_says_so(site, browser):

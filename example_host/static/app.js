@@ -73,19 +73,34 @@ function showAcceleration(acceleration) {
     `flash_attn ${acceleration.flash_attn_available ? "installed" : "not installed"}`,
     `cuda_graphs ${acceleration.extras?.cuda_graphs?.available ? "installed" : "not installed"}`,
   ];
-  if (cpu) extras.push(`CPU ${cpu.capability}, ${cpu.bf16 ? "bf16 native" : "no native bf16"}`);
+  if (cpu) {
+    let line = `CPU ${cpu.capability}, ${cpu.bf16 ? "bf16 native" : "no native bf16"}`;
+    if ("int8" in cpu) {
+      const features = (cpu.int8_features || []).join(", ");
+      line += cpu.int8 ? `, int8 kernels${features ? ` (${features})` : ""}` : ", no int8 kernels";
+    }
+    extras.push(line);
+  }
   $("acceleration").textContent = `${note} · ${extras.join(" · ")}`;
 }
 
+// The Device chosen on the page (not yet saved): auto for detection, and whether it runs on
+// the CPU (cpu, or auto on a machine without a usable GPU).
+function chosenDevice() {
+  const picked = $("device").value === "other" ? $("device-other").value.trim().toLowerCase() : $("device").value;
+  const device = ["", "auto", "default"].includes(picked) ? "auto" : picked;
+  return { device, onCpu: device === "cpu" || (device === "auto" && !acceleration?.supported) };
+}
+
 // What the Precision choice means on this machine's CPU (the engine's AccelerationStatus
-// extras.cpu): bf16 suggested where the CPU computes it natively and the work is batched;
-// a choice the engine would refuse here is said before Save.
+// extras.cpu): bf16 suggested where the CPU computes it natively and the work is batched
+// (not beside int8, which is no faster with bf16); a choice the engine would refuse here is
+// said before Save.
 function showPrecisionHint() {
   const hint = $("precision-hint");
   const cpu = acceleration?.extras?.cpu;
-  const picked = $("device").value === "other" ? $("device-other").value.trim().toLowerCase() : $("device").value;
-  const device = ["", "auto", "default"].includes(picked) ? "auto" : picked;
-  const onCpu = device === "cpu" || (device === "auto" && !acceleration?.supported);
+  const { device, onCpu } = chosenDevice();
+  const int8 = $("quantization").value.toLowerCase() === "int8";
   const precision = $("precision").value.toLowerCase();
   const half = ["bf16", "bfloat16", "fp16", "float16"].includes(precision);
   const batch = $("batch-size").value.trim().toLowerCase() || "auto";
@@ -100,12 +115,51 @@ function showPrecisionHint() {
         : "This CPU does not compute bfloat16 natively (no AMX or AVX512-BF16): the engine refuses bf16 here. Choose auto.";
     } else if (precision === "fp16" || precision === "float16") {
       text = "fp16 on the CPU is refused (slower than fp32). Choose auto" + (cpu.bf16 ? " or bf16." : ".");
-    } else if (cpu.bf16 && batched) {
+    } else if (cpu.bf16 && batched && !int8 && !int8Advised(cpu)) {
       text = `This CPU computes bfloat16 natively (${cpu.bf16_features.join(", ")}): bf16 makes batched dubbing faster than fp32 (experimental; the codec stays fp32).`;
     }
   }
   hint.textContent = text;
   hint.hidden = !text;
+}
+
+// Whether the engine advises int8 on this CPU (as doctor does): where its int8 kernels run
+// with AVX512-VNNI, the kind of CPU it was measured on; then int8, not bf16, is the suggestion.
+function int8Advised(cpu) {
+  return Boolean(cpu?.int8 && (cpu.int8_features || []).includes("avx512_vnni"));
+}
+
+// What the Quantization choice means here: int8 runs only on the CPU, and only on one with
+// int8 kernels (extras.cpu.int8); the engine refuses it elsewhere, said before Save. On a CPU
+// that has them, int8 is suggested for faster previews and dubs.
+function showQuantizationHint() {
+  const hint = $("quantization-hint");
+  const cpu = acceleration?.extras?.cpu;
+  const { device, onCpu } = chosenDevice();
+  const int8 = $("quantization").value.toLowerCase() === "int8";
+  const precision = $("precision").value.toLowerCase();
+  let text = "";
+  if (int8 && !onCpu) {
+    const where = device === "auto" ? "a GPU (auto picks one here)" : device;
+    text = `int8 runs only on the CPU: the engine refuses it on ${where}. Choose auto, or Device cpu.`;
+  } else if (onCpu && cpu && "int8" in cpu) {
+    if (int8 && !cpu.int8) {
+      text = "This CPU has no int8 kernels torch can use: the engine refuses int8 here. Choose auto.";
+    } else if (int8) {
+      text =
+        "int8 weights: about 2x faster than bf16 and 4x fp32 for one preview on the CPU (experimental until heard on real weights; the codec stays fp32). Preview one text with one seed both ways to compare.";
+      if (["bf16", "bfloat16"].includes(precision)) text += " With int8, bf16 is no faster than fp32: Precision auto is enough.";
+    } else if (int8Advised(cpu) && $("quantization").value.toLowerCase() === "auto") {
+      text = "This CPU runs int8 layers: Quantization int8 makes CPU previews and dubs faster (experimental).";
+    }
+  }
+  hint.textContent = text;
+  hint.hidden = !text;
+}
+
+function showHints() {
+  showPrecisionHint();
+  showQuantizationHint();
 }
 
 function showModels(models) {
@@ -156,7 +210,8 @@ async function refreshStatus() {
       badge.textContent = `engine: ${status.last_error.code}` + (status.loaded ? ` (still on ${status.device})` : "");
     } else if (status.loaded) {
       badge.dataset.state = "loaded";
-      badge.textContent = `engine: ${status.device}, ${status.dtype}, ${status.backend}`;
+      const int8 = status.quantization === "int8" ? " + int8 weights" : "";
+      badge.textContent = `engine: ${status.device}, ${status.dtype}${int8}, ${status.backend}`;
     } else {
       badge.dataset.state = "idle";
       badge.textContent = "engine: nothing loaded";
@@ -179,12 +234,13 @@ async function load() {
   const choices = (key) => properties[key]?.enum || [properties[key]?.default ?? "auto"];
   fillDevices(caps.acceleration, extra.Device);
   fillSelect($("precision"), choices("Precision"), extra.Precision);
+  fillSelect($("quantization"), choices("Quantization"), extra.Quantization);
   fillSelect($("attention"), choices("Attention"), extra.Attention);
   fillSelect($("backend"), choices("Backend"), extra.Backend);
   $("batch-size").value = extra.BatchSize ?? "auto";
   acceleration = caps.acceleration;
   showAcceleration(caps.acceleration);
-  showPrecisionHint();
+  showHints();
   showModels(caps.models);
   await showVoices(caps.models, extra);
   await refreshStatus();
@@ -196,6 +252,7 @@ function chosenSettings() {
   const settings = {
     Device: device || "auto",
     Precision: $("precision").value,
+    Quantization: $("quantization").value,
     Attention: $("attention").value,
     Backend: $("backend").value,
     BatchSize: batch === "" ? null : batch,
@@ -332,7 +389,8 @@ async function preview() {
     const h = (name) => response.headers.get("X-TTS-" + name);
     const detect = ["", "auto", "default"].includes(saved.Device.trim().toLowerCase());
     const source = detect ? "detected" : "config";
-    const line = `device ${h("Device")} (${source}) · ${h("Dtype")} (codec ${h("Codec-Dtype")}) · ${h("Attention")} · backend ${h("Backend")}`;
+    const int8 = h("Quantization") === "int8" ? ", int8 weights" : "";
+    const line = `device ${h("Device")} (${source}) · ${h("Dtype")} (codec ${h("Codec-Dtype")}${int8}) · ${h("Attention")} · backend ${h("Backend")}`;
     $("decision").textContent = `${line} · speaking…`;
     $("decision").hidden = false;
     let played;
@@ -375,8 +433,8 @@ $("voice").addEventListener("change", () => {
 $("device").addEventListener("change", () => {
   $("device-other").hidden = $("device").value !== "other";
 });
-for (const id of ["device", "device-other", "precision", "batch-size"]) {
-  $(id).addEventListener("input", showPrecisionHint);
+for (const id of ["device", "device-other", "precision", "quantization", "batch-size"]) {
+  $(id).addEventListener("input", showHints);
 }
 $("settings").addEventListener("submit", (event) => {
   event.preventDefault();

@@ -17,6 +17,7 @@ from hookspecs import TtsError
 from ...log import get_logger
 from ..device import check_device, free_device_memory
 from ..failures import device_unusable_error, forget_locals
+from ..quantization import float_linears, quantize_talker, quantized_layers
 from .runtime import import_qwen_tts
 
 if TYPE_CHECKING:
@@ -51,7 +52,9 @@ def load_model(path: Path, plan: DevicePlan) -> Qwen3TTSModel:
         error.__cause__ = forget_locals(exc)
     else:
         try:
+            quantize(model, plan)
             verify_placement(model, plan)
+            verify_quantization(model, plan)
         except TtsError as exc:
             error = forget_locals(exc)
         else:
@@ -94,6 +97,31 @@ def keep_codec_in_float32(model: Qwen3TTSModel, path: Path, plan: DevicePlan) ->
     )
     model.model.load_speech_tokenizer(codec)
     free_device_memory()  # the half-precision codec qwen_tts loaded first
+
+
+QUANTIZATION_HINT = "Set Quantization=auto (no quantization) to load the model as it is."
+
+
+def quantize(model: Qwen3TTSModel, plan: DevicePlan) -> None:
+    """Give the talker's and code predictor's layers int8 weights when the plan says so
+    (``quantization``); ``model_load_failed`` when they cannot be made."""
+    if plan.quantization == "none":
+        return
+    started = time.perf_counter()
+    try:
+        layers = quantize_talker(model.model.talker)
+    except (RuntimeError, AttributeError, MemoryError) as exc:
+        raise TtsError(
+            "model_load_failed",
+            f"int8 weights for the talker could not be made: {type(exc).__name__}: {exc}",
+            QUANTIZATION_HINT,
+        ) from exc
+    log.info(
+        "tts.load.quantized",
+        quantization=plan.quantization,
+        layers=layers,
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def codec_dtype(model: Qwen3TTSModel) -> str:
@@ -175,6 +203,26 @@ def verify_placement(model: Qwen3TTSModel, plan: DevicePlan) -> None:
             "A component was left behind (the cause of 'Expected all tensors to be on the same "
             "device'). Load with device_map only; do not move the model with .to() afterwards.",
         )
+
+
+def verify_quantization(model: Qwen3TTSModel, plan: DevicePlan) -> None:
+    """Raise ``model_load_failed`` unless the talker's layers are as the plan says: with
+    ``int8``, every linear layer of its quantized parts int8 (none left in float); without,
+    none int8."""
+    talker = model.model.talker
+    quantized, left = quantized_layers(talker), len(float_linears(talker))
+    if plan.quantization == "int8" and (left or not quantized):
+        problem = f"{left} of the layers to quantize are still float ({quantized} int8)"
+    elif plan.quantization == "none" and quantized:
+        problem = f"{quantized} layers are int8"
+    else:
+        return
+    raise TtsError(
+        "model_load_failed",
+        f"the loaded talker is not as Quantization={plan.quantization} asks: {problem}",
+        "This looks like a bug or a qwen_tts whose model is laid out otherwise. "
+        + QUANTIZATION_HINT,
+    )
 
 
 def _same_device(actual: torch.device, target: torch.device) -> bool:
