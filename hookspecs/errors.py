@@ -24,6 +24,7 @@ ERROR_CODES: dict[str, str] = {
     "ref_text_required": "an in-context voice clone needs the reference's transcript",
     "synthesis_failed": "generation failed inside the model",
     "synthesis_truncated": "a piece of the text used its whole frame budget without ending",
+    "synthesis_runaway": "a piece ran past the longest its text could take (its end never came)",
     "invalid_audio": "the model produced empty or non-finite audio",
     "output_write_failed": "the WAV could not be written where asked",
 }

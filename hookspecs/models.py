@@ -119,7 +119,9 @@ class GenerationParams(_Model):
         le=MAX_NEW_TOKENS,
         description="Frame budget of one generate call (of each piece of a long text), 2..8192. "
         "A piece that uses it all without ending is retried once with twice the budget, then "
-        "refused (synthesis_truncated) unless allow_cut.",
+        "refused (synthesis_truncated) unless allow_cut. An engine may give a piece less: "
+        "the longest its text could take (then a piece that uses that is retried once with "
+        "twice it and another seed, then refused as synthesis_runaway).",
     )
     seed: int | None = Field(
         default=None,
@@ -176,6 +178,12 @@ class SynthesisResult(_Model):
     synth_s: float = Field(ge=0, description="Seconds spent generating and writing the audio.")
     rtf: float = Field(
         ge=0, description="Real-time factor: synth_s / duration_s; below 1 is faster."
+    )
+    piece_budgets: list[int] = Field(
+        default_factory=list,
+        description="The frame budget each piece was spoken with at last: max_new_tokens or, "
+        "when smaller, the longest its text could take (an engine's bound against a row whose "
+        "end never comes); twice that after a retry. Empty: the engine does not say.",
     )
     batch_size: int = Field(
         default=1,

@@ -84,7 +84,8 @@ def tts_synthesize(request: SynthesisRequest) -> SynthesisResult | None:
     returns a result wins (firstresult). Loads the model first when needed. The text is spoken
     whole: an engine may split a long text into pieces (``SynthesisResult.pieces``), but never
     returns audio that was cut short without saying so; it fails instead
-    (``synthesis_truncated``), unless ``GenerationParams.allow_cut`` asks to keep the cut
+    (``synthesis_truncated``; ``synthesis_runaway`` when a piece ran far past the longest its
+    text could take), unless ``GenerationParams.allow_cut`` asks to keep the cut
     (``SynthesisResult.cut_pieces``). Text that cannot be spoken is refused before any model
     work (``text_too_long``, ``invalid_text``, ``empty_text``). The file is written
     atomically: on any ``TtsError`` no partial file is left and an existing file at the path is

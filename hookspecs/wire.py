@@ -69,7 +69,14 @@ HTTP_STATUS: dict[str, int] = {
     ),
     # the server itself failed
     **dict.fromkeys(
-        ("synthesis_failed", "invalid_audio", "output_write_failed", "internal_error"), 500
+        (
+            "synthesis_failed",
+            "synthesis_runaway",
+            "invalid_audio",
+            "output_write_failed",
+            "internal_error",
+        ),
+        500,
     ),
 }
 """HTTP status of every contract and wire code."""

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("--model-key", help="ModelKey setting (default: custom_0_6b)")
     doctor.add_argument("--models-dir", help="ModelsDir setting (default: $QWEN_TTS_MODELS_DIR)")
     doctor.add_argument("--model-path", help="ModelPath setting (a model folder)")
+    doctor.add_argument("--text", help="a line to show the frame bound of (FrameBound)")
     doctor.add_argument("--json", action="store_true", help="print JSON only")
     doctor.add_argument("-v", "--verbose", action="store_true", help="log decisions to stderr")
     add_serve_ray(commands)
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         args.backend,
         batch_size=args.batch_size,
         quantization=args.quantization,
+        text=args.text,
         model={
             "ModelKey": args.model_key,
             "ModelsDir": args.models_dir,
@@ -179,6 +181,7 @@ def doctor_report(
     model: dict[str, str | None] | None = None,
     batch_size: str | None = None,
     quantization: str | None = None,
+    text: str | None = None,
 ) -> dict[str, Any]:
     """Status, decision and advice as JSON-ready data; ``usable`` says whether a load could work."""
     from .backends.device import check_device
@@ -203,6 +206,7 @@ def doctor_report(
         "usable": False,
         "error": None,
         "advice": [],
+        "frame_bound": frame_bound_report(text),
     }
     try:
         settings = parse_settings(extra)
@@ -228,6 +232,24 @@ def doctor_report(
         suggestion = cpu_speed_advice(plan, status, batch_size_for(settings.BatchSize, plan))
         if suggestion:
             report["advice"].append(suggestion)
+    return report
+
+
+def frame_bound_report(text: str | None) -> dict[str, Any]:
+    """The rule that bounds a piece's frames by its text (``budgets``), and with ``text``
+    that line's bound."""
+    from . import budgets
+
+    report: dict[str, Any] = {
+        "chars_per_second": budgets.NORMAL_RATES,
+        "digit_chars": budgets.DIGIT_CHARS,
+        "pause_s": budgets.PAUSE_S,
+        "margin": budgets.MARGIN,
+        "floor_s": budgets.FLOOR_S,
+    }
+    if text is not None:
+        frames = budgets.text_bound(text)
+        report |= {"text": text, "frames": frames, "seconds": frames / budgets.FRAMES_PER_SECOND}
     return report
 
 
@@ -314,6 +336,19 @@ def render(report: dict[str, Any]) -> str:
         rows.append(("error", f"{err['code']}: {err['detail']}"))
         if err["hint"]:
             rows.append(("hint", err["hint"]))
+    bound = report["frame_bound"]
+    rates = bound["chars_per_second"]
+    rows.append(
+        (
+            "frame bound",
+            f"{bound['margin']}x ordinary speech ({rates['other']} characters a second, Han "
+            f"{rates['han']}, kana {rates['kana']}, Hangul {rates['hangul']}; a digit "
+            f"{bound['digit_chars']} letters, {bound['pause_s']} s a mark), at least "
+            f"{bound['floor_s']} s (FrameBound=auto)",
+        )
+    )
+    if "frames" in bound:
+        rows.append(("  this text", f"{bound['frames']} frames ({bound['seconds']:.1f} s)"))
     rows += [("advice", line) for line in report["advice"]]
     rows.append(("verdict", "usable" if report["usable"] else "NOT usable"))
     width = max(len(k) for k, _ in rows)

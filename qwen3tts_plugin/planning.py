@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hookspecs import AccelerationStatus, GenerationParams, SynthesisRequest, TtsError
 from hookspecs.models import MAX_NEW_TOKENS
 
+from .budgets import first_budget, text_bound
 from .devices import DevicePlan, batch_size_for, decide
 from .log import get_logger
 from .registry import ModelFacts, ResolvedModel, check_model_dir, read_model_facts
@@ -103,6 +104,14 @@ class SpeechPlan:
     @property
     def params(self) -> GenerationParams:
         return self.request.generation
+
+    @functools.cached_property
+    def bounds(self) -> tuple[int | None, ...]:
+        """Each piece's frame bound from its text (``budgets.text_bound``); None for all with
+        ``FrameBound=off``."""
+        if self.load.settings.FrameBound == "off":
+            return (None,) * len(self.pieces)
+        return tuple(text_bound(piece.text) for piece in self.pieces)
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,23 +213,45 @@ class Planner:
 
 def piece_tasks(
     speech: SpeechPlan,
-    params: GenerationParams,
-    indices: list[int] | None = None,
+    each: Mapping[int, GenerationParams],
     sinks: Sequence[FrameSink] | None = None,
 ) -> list[PieceTask]:
-    """Tasks for the pieces at ``indices`` (all by default), each with ``params`` (and, for
-    a streamed request, piece ``i``'s frames going to ``sinks[i]``)."""
-    key = batch_key(speech, params)
-    chosen = range(len(speech.pieces)) if indices is None else indices
+    """Tasks for the pieces ``each`` names, piece ``i`` spoken with ``each[i]`` (and, for a
+    streamed request, its frames going to ``sinks[i]``)."""
     return [
-        PieceTask(speech, index, params, key, sink=None if sinks is None else sinks[index])
-        for index in chosen
+        PieceTask(
+            speech,
+            index,
+            params,
+            batch_key(speech, params),
+            sink=None if sinks is None else sinks[index],
+        )
+        for index, params in each.items()
     ]
+
+
+def first_tries(speech: SpeechPlan) -> dict[int, GenerationParams]:
+    """Each piece's values for its first try: the request's, with the smaller of its
+    ``max_new_tokens`` and the piece's bound (``budgets.first_budget``)."""
+    params = speech.params
+    return {
+        index: with_budget(params, first_budget(params.max_new_tokens, bound))
+        for index, bound in enumerate(speech.bounds)
+    }
+
+
+def with_budget(params: GenerationParams, budget: int, seed: int | None = None) -> GenerationParams:
+    """``params`` with another frame budget (and seed, when given)."""
+    update: dict[str, Any] = {"max_new_tokens": budget}
+    if seed is not None:
+        update["seed"] = seed
+    return params.model_copy(update=update)
 
 
 def batch_key(speech: SpeechPlan, params: GenerationParams) -> Hashable | None:
     """Which pieces may share a generate call with these: same model, voice mode, sampling
-    values and backend rules, up to the batch size. None: the piece runs alone.
+    values and backend rules, up to the batch size. None: the piece runs alone. Budgets may
+    differ (a call runs to the largest; each piece is judged by its own).
 
     Seeded sampled pieces share calls only with their own request's pieces: a seed gives the
     same audio alone, in a batch or among concurrent calls.
@@ -233,8 +264,9 @@ def batch_key(speech: SpeechPlan, params: GenerationParams) -> Hashable | None:
     if load.device.backend == "stepper":  # values, budget and seed are per text there
         return (load.key, mode, limit, load.device.exact_backend)
     if params.do_sample and params.seed is not None:
-        return (load.key, mode, params, limit, id(speech))
-    sampling = params.model_copy(update={"seed": None, "allow_cut": False})
+        seeded = params.model_copy(update={"max_new_tokens": 0, "allow_cut": False})
+        return (load.key, mode, seeded, limit, id(speech))
+    sampling = params.model_copy(update={"seed": None, "allow_cut": False, "max_new_tokens": 0})
     # an explicit Backend and auto may share a model, never a call (what may run differs)
     return (load.key, mode, sampling, limit, load.device.exact_backend)
 

@@ -164,6 +164,14 @@ class EngineSettings(BaseModel):
         json_schema_extra=_roles("batch_size", "speed_only"),
     )
 
+    FrameBound: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: each piece's frame budget is the smaller of max_new_tokens and the "
+        "longest its text could take (2.5x ordinary speech, at least 4 s), so a line whose "
+        "end never comes stops early: retried once at twice that with another seed, then "
+        "refused (synthesis_runaway). off: max_new_tokens alone (a host that bounds its "
+        "budgets itself, or speech far slower than words: singing, long held sounds).",
+    )
     PieceChars: int = Field(
         default=DEFAULT_PIECE_CHARS,
         ge=MIN_PIECE_CHARS,
@@ -200,7 +208,9 @@ class EngineSettings(BaseModel):
         the accepted forms; raised as is, so it wins over any other setting's error)."""
         return parse_device(value)
 
-    @field_validator("Precision", "Quantization", "Attention", "Backend", mode="before")
+    @field_validator(
+        "Precision", "Quantization", "Attention", "Backend", "FrameBound", mode="before"
+    )
     @classmethod
     def _fold_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

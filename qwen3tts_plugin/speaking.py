@@ -25,8 +25,16 @@ from hookspecs.models import MAX_NEW_TOKENS
 from . import PROVIDER
 from .backends import Batch
 from .backends.failures import forget_locals
+from .budgets import FRAMES_PER_SECOND, derived_seed, runaway_retry_budget
 from .log import get_logger
-from .planning import PieceTask, SpeechPlan, piece_tasks, retry_budget
+from .planning import (
+    PieceTask,
+    SpeechPlan,
+    first_tries,
+    piece_tasks,
+    retry_budget,
+    with_budget,
+)
 
 if TYPE_CHECKING:
     from .devices import DevicePlan
@@ -34,9 +42,6 @@ if TYPE_CHECKING:
     from .scheduler import Scheduler
 
 log = get_logger(__name__)
-
-FRAMES_PER_SECOND = 12.5
-"""Qwen3-TTS 12Hz codec frames per second of audio."""
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,13 @@ def generate(
     settled: dict[int, PieceOutcome] = {}
 
     def batch_of(pieces: list[PieceTask]) -> Batch:
+        # a backend that runs one budget for the call runs the largest; each piece is judged
+        # by its own (``_checked``)
+        budget = max(task.params.max_new_tokens for task in pieces)
         return Batch(
             texts=tuple(task.text for task in pieces),
             voices=tuple(task.voice for task in pieces),
-            params=lead.params,
+            params=with_budget(lead.params, budget),
             exact=plan.device.exact_backend,
             each=tuple(task.params for task in pieces),
             slots=plan.batch_size,
@@ -176,7 +184,10 @@ def _checked(task: PieceTask, waveform: Any, call: GenerateCall, backend: Any) -
         checked = check_waveform(waveform)
     except TtsError as err:  # its own copy: this frame's traceback holds every waveform
         return PieceOutcome(call, budget, error=own_copy(err))
-    return PieceOutcome(call, budget, checked, cut=backend.ran_out(checked, budget))
+    cut = backend.ran_out(checked, budget)
+    if cut:  # a call that ran to a larger budget (another piece's) went on past this one's
+        checked = checked[: round((budget - 1) * backend.sample_rate / FRAMES_PER_SECOND)]
+    return PieceOutcome(call, budget, checked, cut=cut)
 
 
 def _failures(run: list[PieceTask], err: TtsError) -> list[PieceOutcome]:
@@ -198,7 +209,15 @@ def speak(
 ) -> list[SynthesisResult | TtsError]:
     """Every request of ``plans`` spoken and written, or the reason not; in order."""
     takes = {id(plan): Take(plan) for plan in plans}
-    first = [task for plan in plans for task in piece_tasks(plan, plan.params)]
+    first: list[PieceTask] = []
+    for plan in plans:
+        tries = first_tries(plan)
+        first += piece_tasks(plan, tries)
+        log.info(
+            "tts.pieces.budgets",
+            asked=plan.params.max_new_tokens,
+            budgets=[params.max_new_tokens for params in tries.values()],
+        )
     again = _round(scheduler, first, takes, retry=True)
     if again:
         log.info("tts.pieces.retry", pieces=len(again))
@@ -252,23 +271,35 @@ class Take:
         return all(outcome is not None for outcome in self.outcomes)
 
     def retries(self) -> list[PieceTask]:
-        """Tasks for the cut pieces of a complete take, with twice the budget within what the
-        backend honours; none when cuts are allowed, a piece failed, nothing was cut or the
-        budget is at its ceiling. The cut takes are dropped (their calls' time is kept)."""
+        """Tasks for the cut pieces of a complete take; none when cuts are allowed, a piece
+        failed, nothing was cut or a cut piece's budget can grow no more. A piece cut at its
+        text's bound (a runaway, or a slow reading) gets twice the bound and, when sampled
+        with a seed, a seed derived from it; one cut at the caller's ``max_new_tokens`` twice
+        that, with the same seed; both within what the backend honours. The cut takes are
+        dropped (their calls' time is kept)."""
         outcomes = [self._outcome(i) for i in range(len(self.outcomes))]
         cut = [i for i, outcome in enumerate(outcomes) if outcome.cut]
         params = self.plan.params
         if params.allow_cut or not cut or any(outcome.error for outcome in outcomes):
             return []
-        ceiling = min(self._call(i).max_frames for i in cut)
-        budget = retry_budget(params.max_new_tokens, max(outcomes[i].budget for i in cut), ceiling)
-        if budget is None:
-            return []
+        asked = params.max_new_tokens
+        each = {}
+        for i in cut:
+            tried, ceiling = outcomes[i].budget, self._call(i).max_frames
+            seed = None
+            if tried < asked:
+                budget = runaway_retry_budget(asked, tried, ceiling)
+                if params.do_sample and params.seed is not None:
+                    seed = derived_seed(params.seed, i)
+            else:
+                budget = retry_budget(asked, tried, ceiling)
+            if budget is None:
+                return []  # that piece stays cut: the request fails whatever the others do
+            each[i] = with_budget(params, budget, seed)
         for i in cut:
             self.earlier_calls.append(self._call(i))
             self.outcomes[i] = None
-        more = params.model_copy(update={"max_new_tokens": budget})
-        return piece_tasks(self.plan, more, cut)
+        return piece_tasks(self.plan, each)
 
     def finish(self) -> SynthesisResult | TtsError:
         """The pieces joined with their pauses and written (atomically), or the reason not:
@@ -293,7 +324,7 @@ class Take:
         params = self.plan.params
         cut = [i for i, outcome in enumerate(outcomes) if outcome.cut]
         if cut and not params.allow_cut:
-            return truncated_error(self.plan, cut[0], outcomes[cut[0]].budget)
+            return cut_error(self.plan, cut[0], outcomes[cut[0]].budget)
         started = time.perf_counter()
         first = self._call(0)
         rate = first.sample_rate
@@ -327,6 +358,7 @@ class Take:
             batch_size=max(c.texts for c in calls.values()),
             pieces=len(self.plan.pieces),
             cut_pieces=len(cut),
+            piece_budgets=[outcome.budget for outcome in outcomes],
             backend=first.plan.backend,
         )
 
@@ -343,15 +375,40 @@ class Take:
         return call
 
 
+def cut_error(plan: SpeechPlan, index: int, budget: int) -> TtsError:
+    """The error for piece ``index`` cut at ``budget`` frames: ``synthesis_runaway`` when that
+    was its text's bound (below the caller's ``max_new_tokens``), else
+    ``synthesis_truncated``."""
+    if budget < plan.params.max_new_tokens:
+        return runaway_error(plan, index, budget)
+    return truncated_error(plan, index, budget)
+
+
+def _where(plan: SpeechPlan, index: int) -> str:
+    pieces = len(plan.pieces)
+    where = f"piece {index + 1} of {pieces}" if pieces > 1 else "the text"
+    return f"{where} ({preview(plan.pieces[index].text)!r})"
+
+
+def runaway_error(plan: SpeechPlan, index: int, budget: int) -> TtsError:
+    """``synthesis_runaway`` naming the piece and the bound it ran past."""
+    return TtsError(
+        "synthesis_runaway",
+        f"{_where(plan, index)} did not end within {budget} frames "
+        f"({budget / FRAMES_PER_SECOND:.1f} s of audio), well past the longest its text could "
+        "take (a row whose end never came); nothing was written",
+        "The model did not end this line: try again (another seed), rephrase it, or split it; "
+        "set allow_cut to keep the cut audio on purpose.",
+    )
+
+
 def truncated_error(plan: SpeechPlan, index: int, budget: int) -> TtsError:
     """``synthesis_truncated`` naming the piece and the budget it used up."""
     asked = plan.params.max_new_tokens
     again = f" (it was given {asked} first, then twice that)" if budget != asked else ""
-    pieces = len(plan.pieces)
-    where = f"piece {index + 1} of {pieces}" if pieces > 1 else "the text"
     return TtsError(
         "synthesis_truncated",
-        f"{where} ({preview(plan.pieces[index].text)!r}) used its whole budget of {budget} "
+        f"{_where(plan, index)} used its whole budget of {budget} "
         f"frames ({budget / FRAMES_PER_SECOND:.1f} s of audio) without ending{again}; nothing "
         "was written",
         "Lower PieceChars so that pieces are shorter, raise max_new_tokens (at most "

@@ -11,11 +11,14 @@ file is exactly the non-streamed file and the stream differs from it only inside
 Other backends give no frames: a piece's audio then comes whole, with its outcome.
 
 Pieces stream in order; frames of a later piece made meanwhile wait in its buffer. Each
-piece gets the budget a non-streamed request's retry would give it (twice the asked, unless
-``allow_cut``): audio already handed over cannot be taken back for a retry, and with the
-same codes (same seed, or greedy) a piece that ends within the first budget ends at the same
-frame, so the audio is the non-streamed request's. A piece still cut at that budget ends the
-stream with ``synthesis_truncated``, as the non-streamed request fails.
+piece gets the largest budget a non-streamed request's tries would give it
+(``budgets.last_budget``: twice its text's bound or twice the asked, within the asked when the
+bound is the smaller; its first budget with ``allow_cut``): audio already handed over cannot
+be taken back for a retry, and with the same codes (same seed, or greedy) a piece that ends
+within the first budget ends at the same frame, so the audio is the non-streamed request's (a
+piece that runs past its text's bound differs: the non-streamed retry draws with a derived
+seed). A piece still cut at that budget ends the stream with ``synthesis_runaway`` or
+``synthesis_truncated``, as the non-streamed request fails.
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ from typing import Any
 import numpy as np
 
 from hookspecs import AudioChunk, GenerationParams, TtsError
-from hookspecs.models import MAX_NEW_TOKENS
 
 from .audio import pcm16_bytes
+from .budgets import first_budget, last_budget
 from .log import get_logger
-from .planning import PieceTask, SpeechPlan, piece_tasks
+from .planning import PieceTask, SpeechPlan, piece_tasks, with_budget
 from .scheduler import Scheduler, Submission
-from .speaking import PieceOutcome, Take, own_copy, truncated_error
+from .speaking import PieceOutcome, Take, cut_error, own_copy
 
 log = get_logger(__name__)
 
@@ -45,12 +48,15 @@ LARGEST_WINDOW = 48
 """Frames in a window at most (3.84 s); each window is twice the one before, up to this."""
 
 
-def streamed_params(params: GenerationParams) -> GenerationParams:
-    """The values a streamed piece is spoken with: the retry's budget from the start."""
-    if params.allow_cut:
-        return params
-    budget = min(2 * params.max_new_tokens, MAX_NEW_TOKENS)
-    return params.model_copy(update={"max_new_tokens": budget})
+def streamed_params(plan: SpeechPlan) -> dict[int, GenerationParams]:
+    """The values each streamed piece is spoken with: its last try's budget from the start
+    (its first try's with ``allow_cut``)."""
+    params = plan.params
+    asked = params.max_new_tokens
+    budget = first_budget if params.allow_cut else last_budget
+    return {
+        index: with_budget(params, budget(asked, bound)) for index, bound in enumerate(plan.bounds)
+    }
 
 
 class PieceStream:
@@ -111,7 +117,7 @@ class Streamer:
         plan = self.plan
         self.started = time.perf_counter()
         pieces = [PieceStream(lambda: self.events.put(-1), self.window_frames) for _ in plan.pieces]
-        tasks = piece_tasks(plan, streamed_params(plan.params), sinks=pieces)
+        tasks = piece_tasks(plan, streamed_params(plan), sinks=pieces)
         try:
             submission = self.scheduler.submit(tasks, notify=self.events.put)
         except RuntimeError as exc:  # closed: the interpreter is exiting
@@ -210,7 +216,7 @@ class Streamer:
         if outcome.error is not None:
             raise own_copy(outcome.error)
         if outcome.cut and not self.plan.params.allow_cut:
-            raise truncated_error(self.plan, number, outcome.budget)
+            raise cut_error(self.plan, number, outcome.budget)
         return outcome
 
 
