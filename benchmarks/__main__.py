@@ -85,6 +85,7 @@ def run_all(p: dict[str, Any], real: bool = False) -> dict[str, Any]:
         long_text,
         per_call,
         registration,
+        runaway,
         stepper,
         stepper_real,
         streaming,
@@ -110,6 +111,8 @@ def run_all(p: dict[str, Any], real: bool = False) -> dict[str, Any]:
         results["stepper"] = stepper.run(model_dir, p["stepper"])
     if p["streaming"]:
         results["streaming"] = streaming.run(model_dir, p["streaming"], real=real)
+    if p is not QUICK:
+        results["runaway"] = {"tiny": runaway.tiny()}
     if real:
         results["stepper_real"] = {
             "speed": stepper_real.speed(2),
@@ -134,7 +137,7 @@ def machine() -> dict[str, Any]:
 
 
 def render(r: dict[str, Any]) -> str:
-    from . import batch_sizes, cpu_precision, long_text, stepper, stepper_real, streaming
+    from . import batch_sizes, cpu_precision, long_text, runaway, stepper, stepper_real, streaming
 
     def ms(t: dict[str, float]) -> str:
         return f"{t['median'] * 1e3:8.2f} ms  (min {t['min'] * 1e3:.2f}, max {t['max'] * 1e3:.2f})"
@@ -207,11 +210,16 @@ def render(r: dict[str, Any]) -> str:
         lines += ["   " + row for row in streaming.rows(r["streaming"])]
     else:
         lines.append("   skipped (--quick)")
-    lines.append("12. the CPU path: float32 and bfloat16 (Precision=bf16), the codec's decode")
+    lines.append("12. the CPU path: fp32, bf16 and int8 weights (Quantization=int8), the codec")
     if "cpu_precision" in r:
         lines += ["   " + row for row in cpu_precision.rows(r["cpu_precision"])]
     else:
         lines.append("   skipped (without --real)")
+    lines.append("13. a line whose end never comes: the frame bound from its text (FrameBound)")
+    if "runaway" in r:
+        lines += ["   " + row for row in runaway.rows(r["runaway"])]
+    else:
+        lines.append("   skipped (--quick)")
     lines.append(f"\nwall time {r['wall_s']:.1f} s")
     return "\n".join(lines)
 
