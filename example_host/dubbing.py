@@ -463,6 +463,7 @@ class Progress:
         self.spoken = 0
         self.started = self.speaking_since = time.perf_counter()
         self.bar = None
+        self._redirect: Any = None
         if self.stream.isatty():
             from tqdm import tqdm
 
@@ -476,9 +477,17 @@ class Progress:
             )
 
     def __enter__(self) -> Progress:
+        if self.bar is not None:  # log lines (the engine's warnings) above the bar, not in it
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._redirect = logging_redirect_tqdm(tqdm_class=type(self.bar))
+            self._redirect.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
         if self.bar is not None:
             self.bar.close()
 

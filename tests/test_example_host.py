@@ -938,3 +938,23 @@ def test_the_host_reads_an_engines_setting_names_from_its_schema():
     assert engines.model_configured(caps(True), {})  # the default model is there
     assert not engines.model_configured(caps(False), {"Folder": ""})  # blank is unset
     assert engines.model_configured(caps(False), {"Folder": "/models/mine"})
+
+
+def test_engine_log_lines_go_above_the_dubs_progress_bar_not_into_it(capsys, monkeypatch):
+    """On a terminal the engine's warnings (stdlib logging, through the host's handler) are
+    written on a line of their own while the bar is up, and the bar is drawn again below."""
+    from example_host.dubbing import Progress
+
+    logs.configure(level=logging.WARNING)
+    try:
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal, as far as tqdm asks
+        with Progress(3, stream=sys.stderr):
+            logging.getLogger("qwen3tts_plugin.engine").warning("tts.synthesize.failed code=x")
+    finally:
+        logs.reset()
+    err = capsys.readouterr().err
+    at = err.index("tts.synthesize.failed")
+    line_start = max(err.rfind("\n", 0, at), err.rfind("\r", 0, at)) + 1  # \r: back to column 0
+    before = err[line_start:at]
+    assert "0/3" not in before and "|" not in before, repr(err)  # not after the bar's text
+    assert "0/3" in err[at:]  # the bar drawn again below the line
