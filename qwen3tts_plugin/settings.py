@@ -18,6 +18,10 @@ from .hints import DEVICE_FORMS
 from .registry import DEFAULT_MODEL_KEY, MODELS, ResolvedModel, resolve_model
 
 MODELS_DIR_ENV = "QWEN_TTS_MODELS_DIR"
+FRAME_BOUND_ENV = "QWEN3TTS_FRAME_BOUND"
+"""FrameBound where a config does not set it (``auto`` when unset): a deployment's default.
+The test suite sets ``off``: its tiny random checkpoints speak lengths that have nothing to do
+with their text (tests/test_budgets.py sets FrameBound itself)."""
 
 PRECISIONS = {
     "auto": "auto",
@@ -199,6 +203,16 @@ class EngineSettings(BaseModel):
                 for k, v in data.items()
                 if v is not None and not (isinstance(v, str) and not v.strip())
             }
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frame_bound_default(cls, data: Any) -> Any:
+        """FrameBound from ``$QWEN3TTS_FRAME_BOUND`` when the config leaves it unset (then
+        validated like a set value)."""
+        env = os.environ.get(FRAME_BOUND_ENV, "").strip()
+        if isinstance(data, dict) and env and not str(data.get("FrameBound") or "").strip():
+            return {**data, "FrameBound": env}
         return data
 
     @field_validator("Device", mode="before")

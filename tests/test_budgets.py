@@ -42,7 +42,7 @@ def endless():
 
 
 def request(path, out, text=SIX_WORDS, settings=None, voice=None, **generation):
-    extra = {"ModelPath": str(path), "Device": "cpu", **(settings or {})}
+    extra = {"ModelPath": str(path), "Device": "cpu", "FrameBound": "auto", **(settings or {})}
     return SynthesisRequest(
         config=EngineConfig(provider="qwen3_tts", extra_params=extra),
         text=text,
@@ -190,6 +190,20 @@ def test_a_stream_that_runs_away_ends_typed(pm, endless, tmp_path):
     assert info.value.code == "synthesis_runaway"
     assert f"within {2 * text_bound(SIX_WORDS)} frames" in info.value.detail
     assert not (tmp_path / "s.wav").exists()
+
+
+def test_the_default_comes_from_the_environment_when_the_config_leaves_it_unset(monkeypatch):
+    from qwen3tts_plugin.settings import FRAME_BOUND_ENV, parse_settings
+
+    monkeypatch.delenv(FRAME_BOUND_ENV, raising=False)
+    assert parse_settings({}).FrameBound == "auto"
+    monkeypatch.setenv(FRAME_BOUND_ENV, "off")
+    assert parse_settings({}).FrameBound == "off" == parse_settings({"FrameBound": " "}).FrameBound
+    assert parse_settings({"FrameBound": "AUTO"}).FrameBound == "auto"
+    monkeypatch.setenv(FRAME_BOUND_ENV, "sometimes")
+    with pytest.raises(TtsError) as info:
+        parse_settings({})
+    assert info.value.code == "invalid_settings" and "FrameBound" in info.value.hint
 
 
 def test_doctor_shows_the_rule_and_a_lines_bound(capsys):
