@@ -154,25 +154,27 @@ def cpu_facts(torch: Any) -> dict[str, Any]:
     (``bf16``; AMX or AVX512-BF16 found, ``bf16_features``, and oneDNN in this torch), whether
     it runs int8 layers (``int8``, see ``cpu_int8_runs``; ``int8_features``), and the widest
     vector instructions torch uses here (``capability``, e.g. ``AVX512``)."""
-    features = [
-        feature
-        for feature, name in CPU_BF16_PROBES.items()
-        if getattr(torch.cpu, name, None) is not None and getattr(torch.cpu, name)()
-    ]
+    features = cpu_features(torch, CPU_BF16_PROBES)
     onednn = bool(torch.backends.mkldnn.is_available())
     capability = torch.backends.cpu.get_cpu_capability()
     return {
         "bf16": bool(features) and onednn,
         "bf16_features": features,
         "int8": onednn and cpu_int8_runs(torch, capability),
-        "int8_features": [
-            feature
-            for feature, name in CPU_INT8_PROBES.items()
-            if getattr(torch.cpu, name, None) is not None and getattr(torch.cpu, name)()
-        ],
+        "int8_features": cpu_features(torch, CPU_INT8_PROBES),
         "onednn": onednn,
         "capability": capability,
     }
+
+
+def cpu_features(torch: Any, probes: dict[str, str]) -> list[str]:
+    """The features of ``probes`` (name → ``torch.cpu`` function) this CPU has; a function
+    this torch lacks counts as absent."""
+    return [
+        feature
+        for feature, name in probes.items()
+        if getattr(torch.cpu, name, None) is not None and getattr(torch.cpu, name)()
+    ]
 
 
 def cpu_int8_runs(torch: Any, capability: str) -> bool:

@@ -6,7 +6,6 @@ Imported only when a model is about to load: importing it imports torch.
 
 from __future__ import annotations
 
-import gc
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ import torch
 from hookspecs import TtsError
 
 from ...log import get_logger
-from ..device import check_device, free_device_memory, trim_heap
+from ..device import check_device, free_device_memory
 from ..failures import device_unusable_error, forget_locals
 from ..quantization import float_linears, quantize_talker, quantized_layers
 from .runtime import import_qwen_tts
@@ -117,8 +116,7 @@ def quantize(model: Qwen3TTSModel, plan: DevicePlan) -> None:
             f"int8 weights for the talker could not be made: {type(exc).__name__}: {exc}",
             QUANTIZATION_HINT,
         ) from exc
-    gc.collect()  # the replaced float layers
-    trim_heap()
+    free_device_memory()  # the replaced float layers, their heap pages back to the system
     log.info(
         "tts.load.quantized",
         quantization=plan.quantization,
